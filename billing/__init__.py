@@ -1,0 +1,1 @@
+"""Plans and limits, payment providers (Stripe, Payme, Payoneer), trial and subscription lifecycle, reminders."""

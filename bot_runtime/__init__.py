@@ -1,0 +1,1 @@
+"""Per-tenant bot runtime: reads its config from Redis and answers customers on every channel."""

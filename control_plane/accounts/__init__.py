@@ -1,0 +1,1 @@
+"""Accounts: registration, email verification, sign-in (password, Google), sessions, password reset, profile."""

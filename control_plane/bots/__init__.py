@@ -1,0 +1,1 @@
+"""Bots: create, list, edit, delete, enable/disable, avatar, widget settings, allowed origins."""

@@ -1,0 +1,43 @@
+"""Every SQLAlchemy model, imported here so Alembic's autogenerate and ``alembic check`` see them all."""
+
+from control_plane.kit.db import Base
+from control_plane.models._base import Role, TenantScoped
+from control_plane.models.api_key import ApiKey
+from control_plane.models.audit import AuditLog
+from control_plane.models.billing import Payment, PaymentEvent, Subscription
+from control_plane.models.bot import Bot, BotMember
+from control_plane.models.broadcast import Broadcast, BroadcastDelivery
+from control_plane.models.channel import ChannelConnection
+from control_plane.models.conversation import ChatUser, Conversation, Message
+from control_plane.models.knowledge import KnowledgeChunk, KnowledgeSource
+from control_plane.models.notification import Notification
+from control_plane.models.tenant import Tenant, TenantMember
+from control_plane.models.user import EmailToken, OutboxEmail, User, UserSession
+
+__all__ = [
+    "ApiKey",
+    "AuditLog",
+    "Base",
+    "Bot",
+    "BotMember",
+    "Broadcast",
+    "BroadcastDelivery",
+    "ChannelConnection",
+    "ChatUser",
+    "Conversation",
+    "EmailToken",
+    "KnowledgeChunk",
+    "KnowledgeSource",
+    "Message",
+    "Notification",
+    "OutboxEmail",
+    "Payment",
+    "PaymentEvent",
+    "Role",
+    "Subscription",
+    "Tenant",
+    "TenantMember",
+    "TenantScoped",
+    "User",
+    "UserSession",
+]

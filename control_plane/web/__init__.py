@@ -1,0 +1,1 @@
+"""Public pages that belong to no feature: landing with pricing, language redirects, error pages, health."""

@@ -1,0 +1,1 @@
+"""BotFactory test suite (real PostgreSQL and Redis)."""
