@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     google_oauth_client_id: str = ""
     google_oauth_client_secret: str = ""
     google_oauth_metadata_url: str = "https://accounts.google.com/.well-known/openid-configuration"
+    oauth_state_ttl_seconds: int = 600
 
     # Sessions and tokens.
     access_token_ttl_seconds: int = 3600
@@ -99,6 +100,10 @@ class Settings(BaseSettings):
     register_limit_per_ip: int = 20
     register_window_seconds: int = 3600
     password_reset_limit_per_ip: int = 10
+    password_reset_limit_per_email: int = 5
+    password_reset_window_seconds: int = 3600
+    verification_resend_limit_per_user: int = 5
+    verification_resend_window_seconds: int = 3600
     console_ask_limit_per_minute: int = 120
     widget_limit_per_visitor_per_minute: int = 20
 
@@ -118,6 +123,7 @@ class Settings(BaseSettings):
     redis_socket_timeout_seconds: float = 5.0
     redis_key_prefix: str = "bf:"
     http_timeout_seconds: float = 15.0
+    job_timeout_seconds: int = 15 * 60
 
     # Plans (the billing issue turns these into plan data; the trial length lives here).
     trial_days: int = 14
