@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from logging.config import fileConfig
 
-from sqlalchemy import pool
+from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -30,9 +30,14 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+# Several web instances may start at once (each runs ``db upgrade``): one migrates, the others wait, then see head.
+MIGRATION_LOCK_ID = 0x426F74466163
+
+
 def do_run_migrations(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
     with context.begin_transaction():
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         context.run_migrations()
 
 
