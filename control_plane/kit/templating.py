@@ -9,7 +9,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from bot_runtime.i18n import LOCALES, current_locale, gettext, ngettext
+from bot_runtime.i18n import LOCALES, current_locale, translations_for
 from control_plane.kit import i18n
 from control_plane.settings import get_settings
 
@@ -23,8 +23,19 @@ env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+
+def _template_gettext(message: str) -> str:
+    # Jinja's newstyle gettext applies the %(name)s values (and autoescaping) itself, so translate only.
+    return translations_for(current_locale.get()).gettext(message)
+
+
+def _template_ngettext(singular: str, plural: str, n: int) -> str:
+    return translations_for(current_locale.get()).ngettext(singular, plural, n)
+
+
 # Callables that read the request's context variable: two requests in different languages can render at once.
-env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
+env.install_gettext_callables(_template_gettext, _template_ngettext, newstyle=True)  # type: ignore[attr-defined]
 env.globals.update(
     LOCALES=LOCALES,
     LANGUAGE_NAMES=i18n.LANGUAGE_NAMES,
