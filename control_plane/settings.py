@@ -48,8 +48,8 @@ class Settings(BaseSettings):
     # External services: keys and base URLs (every base URL can point at a fake or self-hosted server).
     google_api_key: str = ""
     gemini_api_base_url: str = "https://generativelanguage.googleapis.com"
-    gemini_flash_model: str = "gemini-2.5-flash"
-    gemini_pro_model: str = "gemini-2.5-pro"
+    gemini_flash_model: str = "gemini-3.5-flash"  # the 2.5 ids are deprecated (see protocols)
+    gemini_pro_model: str = "gemini-3.1-pro-preview"  # the brief names 2.5 Pro; Google retired it
     gemini_embedding_model: str = "gemini-embedding-001"
     openai_compat_api_key: str = ""
     openai_compat_base_url: str = "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"
