@@ -237,3 +237,132 @@ class RuntimeEvent:
         raw = fields.get(b"data", fields.get("data"))
         assert raw is not None
         return cls(**json.loads(raw))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Runtime hosts and lifecycle (added with the host agent). Both sides read these; see bot_runtime/host/agent.py.
+
+
+def config_version_key(tenant_id: str) -> str:
+    """Counter the control plane INCRs to allocate the next config version; runtimes poll it (cheap GET)."""
+    return f"{prefix()}tenant:{tenant_id}:config-version"
+
+
+def idle_key(tenant_id: str) -> str:
+    """Set by a runtime that exited for lack of traffic; ``wake_tenant`` deletes it. Hosts skip marked tenants."""
+    return f"{prefix()}tenant:{tenant_id}:idle"
+
+
+def hold_key(tenant_id: str) -> str:
+    """Operator stop: while set, no host starts the tenant (``botfactory runtimes start`` deletes it)."""
+    return f"{prefix()}tenant:{tenant_id}:hold"
+
+
+def runtimes_known_key() -> str:
+    """Set of tenant ids that have a ``runtime_stats_key`` hash, so the console lists stopped runtimes too."""
+    return f"{prefix()}runtimes:known"
+
+
+def control_reply_key(request_id: str) -> str:
+    """List the host LPUSHes a ``{"ok", "message"}`` JSON answer to, for the operator who sent the command."""
+    return f"{prefix()}control-replies:{request_id}"
+
+
+def dead_letter_stream(tenant_id: str) -> str:
+    """Inbound entries given up on (no handler, or failing on every try), kept for inspection and replay."""
+    return f"{prefix()}tenant:{tenant_id}:dead-letter"
+
+
+def outbox_stream(tenant_id: str) -> str:
+    """Diagnostics channel: the ``test.echo`` handler (bot_runtime/handlers/echo.py) writes its replies here."""
+    return f"{prefix()}tenant:{tenant_id}:outbox"
+
+
+def limit_notice_key(tenant_id: str, day: str, chat: str) -> str:
+    """SET NX marker so a chat over the daily message limit gets the notice once per UTC day."""
+    return f"{prefix()}tenant:{tenant_id}:limit-notice:{day}:{chat}"
+
+
+# Runtime states in ``runtime_stats_key`` (field ``state``). The hash's other fields: host, pid, uptime (s), restarts,
+# rss (bytes, VmRSS), last_error, exit_status, next_retry_at (epoch s, crash-looping), reason, updated_at (epoch s).
+RUNTIME_STATES = ("starting", "running", "stopping", "stopped", "idle", "exited", "crash-looping")
+
+# Runtime exit codes the host agent tells apart (anything else is a crash).
+EXIT_IDLE = 0  # no traffic for RUNTIME_IDLE_SECONDS; ``idle_key`` is set
+EXIT_FATAL = 1
+EXIT_LEASE_LOST = 3  # the tenant's lease is gone or carries another fencing token
+EXIT_ORPHANED = 4  # the supervisord that started us died
+
+
+@dataclass(slots=True)
+class HostCommand:
+    """One operator command on ``control_stream(host_id)``: command = start | stop | restart."""
+
+    command: str
+    tenant_id: str
+    request_id: str = ""
+    at: float = 0.0
+
+    def to_fields(self) -> dict[str, str]:
+        return {"data": json.dumps(asdict(self), separators=(",", ":"))}
+
+    @classmethod
+    def from_fields(cls, fields: dict[bytes | str, bytes | str]) -> HostCommand:
+        raw = fields.get(b"data", fields.get("data"))
+        assert raw is not None
+        return cls(**json.loads(raw))
+
+
+@dataclass(slots=True)
+class LogRequest:
+    """Published on ``log_request_channel(host_id)``; the host LPUSHes a ``LogReply`` JSON on ``log_reply_key``."""
+
+    request_id: str
+    tenant_id: str
+    lines: int = 100
+    stream: str = "stderr"  # stderr (structured logs) | stdout
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> LogRequest:
+        return cls(**json.loads(raw))
+
+
+@dataclass(slots=True)
+class LogReply:
+    request_id: str
+    tenant_id: str
+    host_id: str
+    stream: str
+    lines: list[str] = field(default_factory=list)
+    error: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> LogReply:
+        return cls(**json.loads(raw))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Website widget (added with the widget channel). See control_plane/widget and bot_runtime/channels/widget.py.
+
+# A visitor's conversation is kept this long after its last message (so it survives reloads and return visits),
+# and trimmed to about this many entries (the widget shows them all; the runtime reads the last few as history).
+WIDGET_CONVERSATION_TTL = 30 * 24 * 3600
+WIDGET_CONVERSATION_MAXLEN = 200
+
+
+def widget_conversation_stream(tenant_id: str, bot_id: str, visitor_id: str) -> str:
+    """One widget visitor's conversation with one bot, oldest first; the SSE endpoint streams it, history reads it.
+
+    Fields of an entry: ``role`` (``visitor``: XADDed by the control plane when it accepts a message; ``bot``:
+    XADDed by the runtime as the reply), ``text``, ``at`` (epoch seconds), ``client_message_id`` (visitor entries)
+    or ``reply_to`` (bot entries: the client_message_id answered), ``event_id`` (bot entries: the inbound event
+    answered), ``notice`` (bot entries that are a notice, e.g. ``limit`` or ``unavailable``, not an answer).
+    Every writer trims it (``MAXLEN ~ WIDGET_CONVERSATION_MAXLEN``) and renews its TTL (WIDGET_CONVERSATION_TTL).
+    """
+    return f"{prefix()}tenant:{tenant_id}:widget:{bot_id}:{visitor_id}"
