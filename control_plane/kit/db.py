@@ -92,6 +92,9 @@ async def get_session() -> AsyncIterator[AsyncSession]:
             yield session
             await session.commit()
         except BaseException:
+            # Detach first: a rollback would expire every loaded object, and the error page rendered afterwards
+            # still reads the signed-in user (a detached, expired object cannot load and turns a 404 into a 500).
+            session.expunge_all()
             await session.rollback()
             raise
 
