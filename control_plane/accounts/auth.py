@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import select
 
+from bot_runtime.i18n import N_
 from control_plane.kit import security
 from control_plane.kit.db import SessionDep
 from control_plane.kit.errors import Forbidden, NotAuthenticated
@@ -52,7 +53,7 @@ async def check_csrf(request: Request) -> None:
         candidate = value if isinstance(value, str) else None
     seed = csrf_seed(request)
     if not seed or not security.csrf_matches(seed, candidate):
-        raise Forbidden("The form expired or was sent from another site. Reload the page and try again.")
+        raise Forbidden(N_("The form expired or was sent from another site. Reload the page and try again."))
 
 
 async def session_user(request: Request, db: SessionDep) -> tuple[User, uuid.UUID] | None:
@@ -108,7 +109,11 @@ async def optional_principal(request: Request, db: SessionDep) -> Principal | No
     if principal is not None and principal.via == "cookie":
         await check_csrf(request)
     request.state.principal = principal
-    request.state.user = principal.user if principal else None
+    user = principal.user if principal else None
+    request.state.user = user
+    # A plain value for the layout's "please verify" banner: error pages render after the request's session has
+    # rolled back and closed, when the user row itself can no longer be read.
+    request.state.email_to_verify = user.email if user is not None and user.email_verified_at is None else None
     return principal
 
 

@@ -1,4 +1,4 @@
-"""Accounts REST API: register, login, refresh, logout, me."""
+"""Accounts REST API: register, login, refresh, logout, email verification, password reset, profile."""
 
 from __future__ import annotations
 
@@ -6,16 +6,28 @@ from fastapi import APIRouter, Request, Response
 
 from control_plane.accounts import repository, service
 from control_plane.accounts.auth import CurrentPrincipal, CurrentUser
-from control_plane.accounts.schemas import LoginIn, LogoutIn, MeOut, RefreshIn, RegisterIn, TenantOut, TokenOut
-from control_plane.kit import ratelimit
+from control_plane.accounts.schemas import (
+    LoginIn,
+    LogoutIn,
+    MeOut,
+    PasswordChangeIn,
+    PasswordResetConfirmIn,
+    PasswordResetIn,
+    ProfileUpdate,
+    RefreshIn,
+    RegisterIn,
+    TenantOut,
+    TokenIn,
+    TokenOut,
+)
 from control_plane.kit.db import SessionDep
 from control_plane.kit.pages import client_ip
-from control_plane.settings import get_settings
+from control_plane.models import User
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 
 
-async def me_out(db: SessionDep, user: CurrentUser) -> MeOut:
+async def me_out(db: SessionDep, user: User) -> MeOut:
     tenants = [
         TenantOut.model_validate(tenant).model_copy(update={"role": role})
         for tenant, role in await repository.memberships(db, user.id)
@@ -35,24 +47,22 @@ async def me_out(db: SessionDep, user: CurrentUser) -> MeOut:
 
 @router.post("/auth/register", status_code=201)
 async def register(body: RegisterIn, request: Request, db: SessionDep) -> MeOut:
-    """Create an account and its own workspace on the 14-day free trial. Sign-in works before email verification."""
-    settings = get_settings()
-    await ratelimit.enforce(
-        "register-ip",
-        client_ip(request),
-        limit=settings.register_limit_per_ip,
-        window_seconds=settings.register_window_seconds,
-    )
-    user = await service.register(db, email=body.email, password=body.password, name=body.name, language=body.language)
-    from control_plane.accounts import emails
+    """Create an account and its own workspace on the 14-day free trial, and mail a link to verify the address.
 
-    await emails.send_verification(db, user)
+    Sign-in works before the address is verified. Limited per IP.
+    """
+    user = await service.sign_up(
+        db, email=body.email, password=body.password, name=body.name, language=body.language, ip=client_ip(request)
+    )
     return await me_out(db, user)
 
 
 @router.post("/auth/login")
 async def login(body: LoginIn, request: Request, db: SessionDep) -> TokenOut:
-    """Exchange email and password for a bearer access token and a refresh token."""
+    """Exchange email and password for a bearer access token and a refresh token.
+
+    Failed attempts are limited per account and per IP.
+    """
     user = await service.authenticate(db, email=body.email, password=body.password, ip=client_ip(request))
     tokens = await service.issue_tokens(
         db, user, user_agent=request.headers.get("user-agent", ""), ip=client_ip(request)
@@ -73,13 +83,35 @@ async def logout(principal: CurrentPrincipal, db: SessionDep, body: LogoutIn | N
     if body is not None and body.refresh_token:
         await service.revoke_token(db, body.refresh_token, "refresh")
     if principal.session_id is not None:
-        from control_plane.models import UserSession
+        await service.end_session(db, principal.session_id)
+    return Response(status_code=204)
 
-        row = await db.get(UserSession, principal.session_id)
-        if row is not None:
-            from datetime import UTC, datetime
 
-            row.revoked_at = datetime.now(UTC)
+@router.post("/auth/verify-email", status_code=204)
+async def verify_email(body: TokenIn, db: SessionDep) -> Response:
+    """Confirm the email address with the token from the verification link (single use, expiring)."""
+    await service.verify_email(db, body.token)
+    return Response(status_code=204)
+
+
+@router.post("/auth/resend-verification", status_code=202)
+async def resend_verification(user: CurrentUser, db: SessionDep) -> Response:
+    """Mail a new verification link (earlier links stop working). Limited per user; 409 once verified."""
+    await service.resend_verification(db, user)
+    return Response(status_code=202)
+
+
+@router.post("/auth/password-reset", status_code=202)
+async def password_reset(body: PasswordResetIn, request: Request, db: SessionDep) -> Response:
+    """Mail a password reset link if an account has this address. The answer is 202 either way. Limited per IP."""
+    await service.request_password_reset(db, email=body.email, ip=client_ip(request))
+    return Response(status_code=202)
+
+
+@router.post("/auth/password-reset/confirm", status_code=204)
+async def password_reset_confirm(body: PasswordResetConfirmIn, db: SessionDep) -> Response:
+    """Set a new password with the token from the reset link; every session and refresh token is signed out."""
+    await service.reset_password(db, token=body.token, password=body.password)
     return Response(status_code=204)
 
 
@@ -87,3 +119,26 @@ async def logout(principal: CurrentPrincipal, db: SessionDep, body: LogoutIn | N
 async def me(user: CurrentUser, db: SessionDep) -> MeOut:
     """The signed-in user with the workspaces they belong to."""
     return await me_out(db, user)
+
+
+@router.patch("/me")
+async def update_me(body: ProfileUpdate, user: CurrentUser, db: SessionDep) -> MeOut:
+    """Change name, language (uz, ru, en) or time zone (an IANA name such as Asia/Tashkent)."""
+    await service.update_profile(db, user, name=body.name, language=body.language, timezone=body.timezone)
+    return await me_out(db, user)
+
+
+@router.post("/me/password", status_code=204)
+async def change_password(
+    body: PasswordChangeIn, principal: CurrentPrincipal, user: CurrentUser, request: Request, db: SessionDep
+) -> Response:
+    """Change the password; every other browser session and every refresh token is signed out."""
+    await service.change_password(
+        db,
+        user,
+        current_password=body.current_password,
+        new_password=body.new_password,
+        keep_session=principal.session_id,
+        ip=client_ip(request),
+    )
+    return Response(status_code=204)

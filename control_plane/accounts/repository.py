@@ -8,11 +8,15 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.models import Tenant, TenantMember, User, UserSession
+from control_plane.models import EmailToken, OutboxEmail, Tenant, TenantMember, User, UserSession
 
 
 async def user_by_email(db: AsyncSession, email: str) -> User | None:
     return await db.scalar(select(User).where(User.email == email.strip().lower()))
+
+
+async def user_by_google_sub(db: AsyncSession, sub: str) -> User | None:
+    return await db.scalar(select(User).where(User.google_sub == sub))
 
 
 async def live_session(db: AsyncSession, hashed: str, kind: str) -> UserSession | None:
@@ -41,3 +45,40 @@ async def memberships(db: AsyncSession, user_id: uuid.UUID) -> list[tuple[Tenant
         .order_by(TenantMember.created_at)
     )
     return [(tenant, role) for tenant, role in rows.all()]
+
+
+async def add_email_token(
+    db: AsyncSession, *, user_id: uuid.UUID, purpose: str, hashed: str, expires_at: datetime
+) -> EmailToken:
+    row = EmailToken(user_id=user_id, purpose=purpose, token_hash=hashed, expires_at=expires_at)
+    db.add(row)
+    await db.flush()
+    return row
+
+
+async def live_email_token_for_update(db: AsyncSession, hashed: str, purpose: str) -> EmailToken | None:
+    """The unused, unexpired token, locked: of two concurrent uses of one link, the second finds it used."""
+    return await db.scalar(
+        select(EmailToken)
+        .where(
+            EmailToken.token_hash == hashed,
+            EmailToken.purpose == purpose,
+            EmailToken.used_at.is_(None),
+            EmailToken.expires_at > datetime.now(UTC),
+        )
+        .with_for_update()
+    )
+
+
+async def retire_email_tokens(db: AsyncSession, user_id: uuid.UUID, purpose: str) -> None:
+    """Mark every unused token of this purpose as used, so only a newer link (if any) still works."""
+    await db.execute(
+        update(EmailToken)
+        .where(EmailToken.user_id == user_id, EmailToken.purpose == purpose, EmailToken.used_at.is_(None))
+        .values(used_at=datetime.now(UTC))
+    )
+
+
+async def recent_outbox(db: AsyncSession, *, limit: int) -> list[OutboxEmail]:
+    rows = await db.scalars(select(OutboxEmail).order_by(OutboxEmail.created_at.desc()).limit(limit))
+    return list(rows)

@@ -1,0 +1,5 @@
+"""The platform admin console: admin sign-in, tenants, and (later) broadcasts and runtimes.
+
+It is mounted into the control plane app by ``admin_console.app.mount`` and reuses the control plane's services,
+models and templates; nothing here is reachable without a platform admin principal.
+"""

@@ -1,0 +1,37 @@
+"""Admin REST API: sign in, then Bearer the admin token on /api/v1/admin/*."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from admin_console import repository
+from admin_console.schemas import AdminLoginIn, AdminTenantPage, AdminTokenOut
+from control_plane.accounts.admin import admin_sign_in
+from control_plane.accounts.auth import PlatformAdmin
+from control_plane.kit.db import SessionDep
+from control_plane.kit.pages import client_ip
+
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+
+
+@router.post("/login")
+async def login(body: AdminLoginIn, request: Request, db: SessionDep) -> AdminTokenOut:
+    """An admin access token: ADMIN_PASSWORD alone (the built-in admin), or the email and password of a user made
+    platform admin with ``botfactory create-admin``. Failed attempts are limited per IP."""
+    _, token, expires_in = await admin_sign_in(db, password=body.password, email=body.email, ip=client_ip(request))
+    return AdminTokenOut(access_token=token, expires_in=expires_in)
+
+
+@router.get("/tenants")
+async def tenants(
+    admin: PlatformAdmin,
+    db: SessionDep,
+    q: Annotated[str, Query(max_length=200)] = "",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> AdminTenantPage:
+    """Every tenant, newest first; ``q`` matches the tenant name or a member's email."""
+    items, total = await repository.list_tenants(db, query=q.strip(), limit=limit, offset=offset)
+    return AdminTenantPage(items=items, total=total, limit=limit, offset=offset)

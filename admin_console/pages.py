@@ -1,0 +1,95 @@
+"""Admin console HTML pages: sign in, sign out, tenants. Later work adds broadcasts and runtimes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from admin_console import repository
+from admin_console.auth import AdminPagePrincipal, clear_admin_cookie, set_admin_cookie
+from admin_console.schemas import AdminLoginIn
+from control_plane.accounts.admin import admin_sign_in
+from control_plane.accounts.auth import check_csrf
+from control_plane.accounts.pages import form_page, read_form, undo, validate_form
+from control_plane.kit.db import SessionDep
+from control_plane.kit.errors import AppError
+from control_plane.kit.pages import Lang, client_ip
+from control_plane.kit.templating import render
+
+router = APIRouter(include_in_schema=False)
+
+PAGE_SIZE = 50
+
+
+@router.get("/{lang}/admin")
+@router.get("/{lang}/admin/")
+async def home(lang: Lang) -> RedirectResponse:
+    return RedirectResponse(f"/{lang}/admin/tenants", status_code=303)
+
+
+def _login_page(request: Request, **context: Any) -> HTMLResponse:
+    exc = context.pop("exc", None)
+    status_code = context.pop("status_code", 200)
+    return form_page(
+        request, "admin/login.html", {"values": {}, "errors": {}, **context}, status_code=status_code, exc=exc
+    )
+
+
+@router.get("/{lang}/admin/login")
+async def login_page(request: Request, lang: Lang, admin: AdminPagePrincipal) -> Response:
+    if admin is not None:
+        return RedirectResponse(f"/{lang}/admin/tenants", status_code=303)
+    return _login_page(request)
+
+
+@router.post("/{lang}/admin/login")
+async def login_submit(request: Request, lang: Lang, db: SessionDep) -> Response:
+    await check_csrf(request)
+    data = await read_form(request)
+    values = {"email": data.get("email", "").strip()}
+    # An empty email field means "the built-in admin", not an invalid address.
+    body, errors = validate_form(AdminLoginIn, {"password": data.get("password", ""), "email": values["email"] or None})
+    if body is None:
+        return _login_page(request, values=values, errors=errors, status_code=422)
+    try:
+        _, token, expires_in = await admin_sign_in(db, password=body.password, email=body.email, ip=client_ip(request))
+    except AppError as exc:
+        await undo(request, db)
+        return _login_page(request, values=values, exc=exc)
+    response = RedirectResponse(f"/{lang}/admin/tenants", status_code=303)
+    set_admin_cookie(response, token, expires_in)
+    return response
+
+
+@router.post("/{lang}/admin/logout")
+async def logout_submit(request: Request, lang: Lang) -> Response:
+    await check_csrf(request)
+    response = RedirectResponse(f"/{lang}/admin/login", status_code=303)
+    clear_admin_cookie(response)
+    return response
+
+
+@router.get("/{lang}/admin/tenants")
+async def tenants_page(request: Request, lang: Lang, admin: AdminPagePrincipal, db: SessionDep) -> Response:
+    if admin is None:
+        return RedirectResponse(f"/{lang}/admin/login", status_code=303)
+    query = request.query_params.get("q", "").strip()[:200]
+    try:
+        page = max(int(request.query_params.get("page", "1")), 1)
+    except ValueError:
+        page = 1
+    items, total = await repository.list_tenants(db, query=query, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    return render(
+        request,
+        "admin/tenants.html",
+        {
+            "admin": admin,
+            "tenants": items,
+            "total": total,
+            "query": query,
+            "page": page,
+            "has_next": page * PAGE_SIZE < total,
+        },
+    )
