@@ -7,6 +7,7 @@ beside the fields. The rules live in ``service``; these handlers only translate 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -477,10 +478,24 @@ def linkify(text: str) -> Markup:
 env.filters.setdefault("linkify", linkify)
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 @router.get("/{lang}/dev/outbox")
-async def dev_outbox(request: Request, lang: Lang, db: SessionDep) -> Response:
-    """Mail kept in the database when no SMTP server is configured; absent in production."""
+async def dev_outbox(request: Request, lang: Lang, db: SessionDep, principal: OptionalPrincipal) -> Response:
+    """Mail kept in the database when no SMTP server is configured; absent in production.
+
+    Reset links sit in these mails, so outside production the page still answers only a browser on this machine
+    (the ``make run`` newcomer) or a platform admin: a staging server left on "development" leaks nothing.
+    """
     if get_settings().is_production:
+        raise NotFound()
+    is_admin = bool(principal and principal.is_platform_admin)
+    if not (is_admin or _is_loopback(request.client.host if request.client else "")):
         raise NotFound()
     mails = await repository.recent_outbox(db, limit=OUTBOX_LIMIT)
     return render(request, "accounts/outbox.html", {"mails": mails})
