@@ -5,4 +5,8 @@ Each job loops over tenants itself, so one tenant's failure never stops the rest
 
 from __future__ import annotations
 
-PERIODIC: list[tuple[str, int]] = []
+PERIODIC: list[tuple[str, int]] = [
+    ("control_plane.channels.tasks.check_telegram_webhooks", 600),
+    # Website knowledge sources whose re-sync interval has passed (intervals are whole hours).
+    ("control_plane.knowledge.tasks.resync_due_sources", 900),
+]
