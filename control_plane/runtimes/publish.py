@@ -132,7 +132,8 @@ def _providers(plan_tier: str, key: str) -> dict[str, str]:
             },
             key=key,
         )
-    if settings.openai_compat_api_key:
+    # An OpenAI-compatible model (Qwen) is an Enterprise choice, made per bot.
+    if settings.openai_compat_api_key and plan_tier == "pro":
         providers["openai_compat"] = encrypt_json(
             {
                 "api_key": settings.openai_compat_api_key,
@@ -144,13 +145,17 @@ def _providers(plan_tier: str, key: str) -> dict[str, str]:
     return providers
 
 
+RUNTIME_CHANNEL_SETTINGS = frozenset({"mode", "username", "api_base_url", "bot_username", "phone_number_id"})
+
+
 def _bot_config(bot: Bot, connections: list[ChannelConnection], artifact_version: int, key: str) -> BotConfig:
     channels = [
         ChannelConfig(
             kind=connection.kind,
             credentials=_channel_credentials(connection, key),
             settings={
-                **(connection.settings or {}),
+                # Only what a runtime reads: the stored settings also hold the webhook secret and health notes.
+                **{k: v for k, v in (connection.settings or {}).items() if k in RUNTIME_CHANNEL_SETTINGS},
                 "status": connection.status,
                 "external_id": connection.external_id,
                 "display_name": connection.display_name,
