@@ -9,9 +9,13 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from admin_console import endpoints, pages
+from admin_console.runtimes import endpoints as runtime_endpoints
+from admin_console.runtimes import pages as runtime_pages
 
 
 def mount(app: FastAPI) -> None:
     """Add the admin API and pages to ``app`` (called by ``control_plane.app.create_app``)."""
     app.include_router(endpoints.router)
     app.include_router(pages.router)
+    app.include_router(runtime_endpoints.router)
+    app.include_router(runtime_pages.router)

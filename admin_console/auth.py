@@ -3,7 +3,8 @@
 The API side needs nothing extra: ``control_plane.accounts.auth.PlatformAdmin`` accepts a Bearer admin token (or a
 platform admin's session cookie with CSRF). The pages add the admin cookie: the same short-lived admin JWT that
 ``POST /api/v1/admin/login`` returns, HttpOnly and SameSite=Strict, so the built-in admin (who has no user row and
-so no session) can use the pages too.
+so no session) can use the pages too. Console API routes that the pages' scripts call (runtimes) take
+``ConsoleAdmin``, which accepts that cookie as well.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 
-from control_plane.accounts.auth import PLATFORM_ADMIN_SUBJECT, OptionalPrincipal, Principal
+from control_plane.accounts.auth import PLATFORM_ADMIN_SUBJECT, OptionalPrincipal, Principal, check_csrf
 from control_plane.kit import security
 from control_plane.kit.db import SessionDep
+from control_plane.kit.errors import Forbidden, NotAuthenticated
 from control_plane.models import User
 from control_plane.settings import get_settings
 
@@ -62,3 +64,23 @@ async def admin_page_principal(request: Request, db: SessionDep, principal: Opti
 
 
 AdminPagePrincipal = Annotated[Principal | None, Depends(admin_page_principal)]
+
+
+async def console_admin(request: Request, db: SessionDep, principal: OptionalPrincipal) -> Principal:
+    """A platform admin for console API routes the pages' own scripts call: what ``PlatformAdmin`` accepts (a Bearer
+    admin token, a platform admin's session), or the admin cookie of the pages, with CSRF on unsafe methods."""
+    if principal is not None and principal.via == "bearer":
+        if not principal.is_platform_admin:
+            raise Forbidden()
+        return principal
+    admin = await admin_page_principal(request, db, principal)
+    if admin is None:
+        if principal is None:
+            raise NotAuthenticated()
+        raise Forbidden()
+    # A session principal passed CSRF already (optional_principal); the admin cookie has not.
+    await check_csrf(request)
+    return admin
+
+
+ConsoleAdmin = Annotated[Principal, Depends(console_admin)]

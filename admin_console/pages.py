@@ -1,4 +1,4 @@
-"""Admin console HTML pages: sign in, sign out, tenants. Later work adds broadcasts and runtimes."""
+"""Admin console HTML pages: sign in, sign out, tenants. Runtimes live in ``admin_console.runtimes``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Operator operations on runtimes, reading and writing only Redis: list, start, stop, restart, log tail.
+"""Operator operations on runtimes, reading and writing only Redis: list, start, stop, restart, log tail, hosts.
 
 The CLI (``botfactory runtimes ...``) and the operator console share these. Intent is durable: ``stop`` sets the
 tenant's hold marker (no host starts it while held) and ``start`` clears it, so a command survives a host dying;
@@ -47,6 +47,23 @@ class RuntimeRow:
     held: bool
     leased_by: str
     updated_at: float
+    reason: str = ""  # why it last stopped: operator stop, no traffic, lease lost ...
+    next_retry_at: float = 0.0  # crash-looping: when its host tries again (epoch s)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(slots=True)
+class HostRow:
+    """One live runtime host, from its heartbeat hash (gone within RUNTIME_LEASE_TTL of the host dying)."""
+
+    host_id: str
+    pid: int
+    supervisord_pid: int
+    runtimes: int  # tenants the host holds the lease of
+    started_at: float
+    updated_at: float  # last heartbeat
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -57,7 +74,23 @@ async def list_runtimes(redis: Redis) -> list[RuntimeRow]:
     sync_key_prefix()
     desired = {_text(member) for member in await redis.smembers(contract.desired_runtimes_key())}
     known = {_text(member) for member in await redis.smembers(contract.runtimes_known_key())}
-    tenants = sorted(desired | known)
+    return await _read_rows(redis, sorted(desired | known), desired)
+
+
+async def get_runtime(redis: Redis, tenant_id: str) -> RuntimeRow | None:
+    """One tenant's row of ``list_runtimes``; None when no host ever ran it and it is not desired."""
+    sync_key_prefix()
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.sismember(contract.desired_runtimes_key(), tenant_id)
+        pipe.sismember(contract.runtimes_known_key(), tenant_id)
+        desired, known = await pipe.execute()
+    if not desired and not known:
+        return None
+    rows = await _read_rows(redis, [tenant_id], {tenant_id} if desired else set())
+    return rows[0]
+
+
+async def _read_rows(redis: Redis, tenants: list[str], desired: set[str]) -> list[RuntimeRow]:
     async with redis.pipeline(transaction=False) as pipe:
         for tenant_id in tenants:
             pipe.hgetall(contract.runtime_stats_key(tenant_id))
@@ -88,9 +121,37 @@ async def list_runtimes(redis: Redis) -> list[RuntimeRow]:
                 held=bool(held),
                 leased_by=holder[0] if holder else "",
                 updated_at=float(stats.get("updated_at") or 0),
+                reason=stats.get("reason", ""),
+                next_retry_at=float(stats.get("next_retry_at") or 0),
             )
         )
     return rows
+
+
+async def list_hosts(redis: Redis) -> list[HostRow]:
+    """The hosts whose heartbeat is current; a dead host's hash has expired (its set entry may linger a tick)."""
+    sync_key_prefix()
+    host_ids = sorted(_text(member) for member in await redis.smembers(contract.hosts_key()))
+    async with redis.pipeline(transaction=False) as pipe:
+        for host_id in host_ids:
+            pipe.hgetall(contract.host_key(host_id))
+        beats = await pipe.execute()
+    hosts = []
+    for host_id, raw in zip(host_ids, beats, strict=True):
+        beat = {_text(key): _text(value) for key, value in (raw or {}).items()}
+        if not beat:
+            continue
+        hosts.append(
+            HostRow(
+                host_id=host_id,
+                pid=int(beat.get("pid") or 0),
+                supervisord_pid=int(beat.get("supervisord_pid") or 0),
+                runtimes=int(beat.get("runtimes") or 0),
+                started_at=float(beat.get("started_at") or 0),
+                updated_at=float(beat.get("updated_at") or 0),
+            )
+        )
+    return hosts
 
 
 async def send_host_command(
