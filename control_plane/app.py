@@ -32,8 +32,9 @@ ROUTERS = (
     "control_plane.accounts.pages",
     "control_plane.bots.endpoints",
     "control_plane.bots.pages",
-    "control_plane.web.pages",
 )
+# Catch-all page routes (/{lang}, /{lang}/...) go after every feature's fixed paths (e.g. /widget.js).
+LAST_ROUTERS = ("control_plane.web.pages",)
 OPTIONAL_ROUTERS = (
     "control_plane.knowledge.endpoints",
     "control_plane.knowledge.pages",
@@ -90,6 +91,8 @@ def create_app() -> FastAPI:
                 continue
             raise
         app.include_router(module.router)
+    for module_name in LAST_ROUTERS:
+        app.include_router(importlib.import_module(module_name).router)
     try:
         admin = importlib.import_module("admin_console.app")
     except ModuleNotFoundError:
