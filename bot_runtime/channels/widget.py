@@ -17,24 +17,19 @@ imports the control plane.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 
 from bot_runtime import contract
-from bot_runtime.crypto import decrypt_json
+from bot_runtime.answering.tenant import TenantAnswerer
 from bot_runtime.i18n import N_, normalize_locale, use_locale
 from bot_runtime.i18n import gettext as _
 from bot_runtime.runtime import HandlerContext, Runtime, register_handler, register_shutdown
 
 if TYPE_CHECKING:
-    from bot_runtime.answering.engine import Answerer, AnswerProvider
-    from bot_runtime.answering.index import Embedder, KnowledgeIndex
     from bot_runtime.answering.schemas import AnswerResult, Turn
 
 log = logging.getLogger("bot_runtime.widget")
@@ -52,142 +47,6 @@ UNAVAILABLE_NOTICE = N_("This chat is not available right now. Please try again 
 def order_key(event: contract.InboundEvent) -> str:
     """One visitor's messages are answered in order; different visitors are answered in parallel."""
     return f"{event.bot_id}:{event.payload.get('visitor_id', '')}"
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Answering
-
-
-@dataclass
-class WidgetAnswerer:
-    """The answering engine for widget visitors, one per runtime process.
-
-    Knowledge indexes load lazily from ``contract.artifact_key`` and stay cached per bot until the config names a
-    new artifact version. Providers are built from the tenant config's encrypted ``providers`` (cached per
-    encrypted settings, so a rotated key builds a new client); without any, the offline answerer answers.
-    """
-
-    redis_url: str = ""
-    _binary: Redis | None = None
-    _indexes: dict[str, tuple[int, KnowledgeIndex | None]] = field(default_factory=dict)
-    _answerers: dict[tuple[str, str], Answerer] = field(default_factory=dict)
-
-    async def answer(
-        self,
-        config: contract.TenantConfig,
-        bot: contract.BotConfig,
-        question: str,
-        *,
-        history: tuple[Turn, ...],
-        language_hint: str | None,
-    ) -> AnswerResult:
-        from bot_runtime.answering.schemas import BotProfile, ModelTier
-
-        try:
-            tier = ModelTier(config.plan.model_tier)
-        except ValueError:
-            tier = ModelTier.FLASH
-        profile = BotProfile(
-            name=bot.name,
-            tenant_id=config.tenant_id,
-            bot_id=bot.id,
-            instructions=bot.instructions,
-            strict=bot.strict,
-            language=bot.language,
-            fallback_message=bot.fallback_message,
-            model_tier=tier,
-        )
-        index = await self._index(bot)
-        answerer = self._answerer(config, bot)
-        return await answerer.answer(index, profile, question, history=history, language_hint=language_hint)
-
-    def _answerer(self, config: contract.TenantConfig, bot: contract.BotConfig) -> Answerer:
-        from bot_runtime.answering.engine import Answerer
-        from bot_runtime.answering.guardrails import Guardrails
-
-        name, token = _provider_choice(config, bot)
-        cache_key = (name, token)
-        answerer = self._answerers.get(cache_key)
-        if answerer is None:
-            provider, embedder = _build_provider(name, token) if name else (None, None)
-            answerer = Answerer(provider=provider, embedder=embedder, guardrails=Guardrails())
-            self._answerers[cache_key] = answerer
-        return answerer
-
-    async def _index(self, bot: contract.BotConfig) -> KnowledgeIndex | None:
-        cached = self._indexes.get(bot.id)
-        if cached is not None and cached[0] == bot.artifact_version:
-            return cached[1]
-        index = None
-        if bot.artifact_version > 0:
-            raw = await self._load_artifact(bot.id, bot.artifact_version)
-            if raw:
-                from bot_runtime.answering.index import ArtifactError, KnowledgeIndex
-
-                try:
-                    index = await asyncio.to_thread(KnowledgeIndex.from_bytes, raw)
-                except ArtifactError:
-                    log.exception("widget.artifact.invalid", extra={"bot_id": bot.id})
-        self._indexes[bot.id] = (bot.artifact_version, index)
-        return index
-
-    async def _load_artifact(self, bot_id: str, version: int) -> bytes | None:
-        # Artifacts are binary (zlib); the runtime's own client decodes responses, so they get a client of their own.
-        if self._binary is None:
-            if not self.redis_url:
-                return None
-            self._binary = Redis.from_url(self.redis_url, decode_responses=False)
-        raw = await self._binary.get(contract.artifact_key(bot_id, version))
-        return bytes(raw) if raw is not None else None
-
-    async def aclose(self) -> None:
-        if self._binary is not None:
-            with contextlib.suppress(Exception):
-                await self._binary.aclose()
-            self._binary = None
-
-
-def _provider_choice(config: contract.TenantConfig, bot: contract.BotConfig) -> tuple[str, str]:
-    """(provider name, its encrypted settings) for the bot, or ("", "") for the offline answerer."""
-    if bot.ai_provider == "offline":
-        return "", ""
-    wanted = [bot.ai_provider] if bot.ai_provider != "auto" else ["gemini", "openai_compat"]
-    for name in wanted:
-        token = config.providers.get(name)
-        if token:
-            return name, token
-    return "", ""
-
-
-def _build_provider(name: str, token: str) -> tuple[AnswerProvider | None, Embedder | None]:
-    """The provider (and, for Gemini, the query embedder) from encrypted settings; (None, None) when unusable."""
-    try:
-        settings = decrypt_json(token)
-        if name == "gemini":
-            from bot_runtime.answering.providers.gemini import GeminiEmbedder, GeminiProvider
-            from bot_runtime.answering.schemas import ModelTier
-
-            flash = settings.get("flash_model") or settings.get("model")
-            models = {ModelTier.FLASH: flash, ModelTier.PRO: settings.get("model") or flash}
-            base_url = settings.get("base_url") or None
-            provider = GeminiProvider(
-                settings["api_key"], models={k: v for k, v in models.items() if v}, base_url=base_url
-            )
-            embedder = None
-            if settings.get("embedding_model"):
-                embedder = GeminiEmbedder(settings["api_key"], model=settings["embedding_model"], base_url=base_url)
-            return provider, embedder
-        if name == "openai_compat":
-            from bot_runtime.answering.providers.openai_compat import OpenAICompatProvider
-
-            return (
-                OpenAICompatProvider(settings["api_key"], base_url=settings["base_url"], model=settings["model"]),
-                None,
-            )
-    except Exception:
-        # A broken provider setting must not silence the bot: the offline answerer still answers from the KB.
-        log.exception("widget.provider.unusable", extra={"provider": name})
-    return None, None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -243,13 +102,13 @@ async def read_history(
 # The handler
 
 
-_answerer: WidgetAnswerer | None = None
+_answerer: TenantAnswerer | None = None
 
 
-def answerer(runtime: Runtime) -> WidgetAnswerer:
+def answerer(runtime: Runtime) -> TenantAnswerer:
     global _answerer
     if _answerer is None:
-        _answerer = WidgetAnswerer(redis_url=runtime.s.redis_url)
+        _answerer = TenantAnswerer(redis_url=runtime.s.redis_url)
     return _answerer
 
 
