@@ -2,6 +2,7 @@
 
 from control_plane.kit.db import Base
 from control_plane.models._base import Role, TenantScoped
+from control_plane.models.abuse import AbuseLogEntry
 from control_plane.models.api_key import ApiKey
 from control_plane.models.audit import AuditLog
 from control_plane.models.billing import Payment, PaymentEvent, Subscription
@@ -10,11 +11,14 @@ from control_plane.models.broadcast import Broadcast, BroadcastDelivery
 from control_plane.models.channel import ChannelConnection
 from control_plane.models.conversation import ChatUser, Conversation, Message
 from control_plane.models.knowledge import KnowledgeChunk, KnowledgeSource
+from control_plane.models.knowledge_artifact import KnowledgeArtifact
 from control_plane.models.notification import Notification
 from control_plane.models.tenant import Tenant, TenantMember
+from control_plane.models.usage import TokenUsage
 from control_plane.models.user import EmailToken, OutboxEmail, User, UserSession
 
 __all__ = [
+    "AbuseLogEntry",
     "ApiKey",
     "AuditLog",
     "Base",
@@ -26,6 +30,7 @@ __all__ = [
     "ChatUser",
     "Conversation",
     "EmailToken",
+    "KnowledgeArtifact",
     "KnowledgeChunk",
     "KnowledgeSource",
     "Message",
@@ -38,6 +43,7 @@ __all__ = [
     "Tenant",
     "TenantMember",
     "TenantScoped",
+    "TokenUsage",
     "User",
     "UserSession",
 ]

@@ -19,5 +19,5 @@ class TenantScoped:
     """Mixin for every row that belongs to one tenant; the tenant scoping layer filters on this column."""
 
     @declared_attr
-    def tenant_id(cls) -> Mapped[uuid.UUID]:  # noqa: N805 - declared_attr receives the class
+    def tenant_id(cls) -> Mapped[uuid.UUID]:
         return mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
