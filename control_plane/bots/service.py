@@ -17,6 +17,7 @@ from control_plane.bots.avatar import process_avatar
 from control_plane.bots.events import publish_bot_change
 from control_plane.bots.repository import StoredAvatar
 from control_plane.bots.schemas import BotCreate, BotUpdate, WidgetSettings
+from control_plane.jobs.queue import enqueue_after_commit
 from control_plane.kit import tenancy
 from control_plane.kit.tenancy import TenantContext
 from control_plane.models import Bot, Role
@@ -81,6 +82,9 @@ async def delete_bot(db: AsyncSession, ctx: TenantContext, bot: Bot, *, ip: str 
     await repository.delete(db, bot)
     await db.flush()
     await publish_bot_change(db, ctx.tenant_id, bot_id)
+    from control_plane.knowledge.tasks import purge_bot_artifacts
+
+    enqueue_after_commit(db, purge_bot_artifacts, str(bot_id), queue="ingestion")
 
 
 async def set_avatar(db: AsyncSession, ctx: TenantContext, bot: Bot, raw: bytes, *, ip: str = "") -> Bot:

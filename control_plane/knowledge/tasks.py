@@ -328,3 +328,9 @@ async def rebuild_artifact(bot_id: str) -> int | None:
 async def resync_due_sources() -> dict[str, int]:
     """Periodic job (RQ): :func:`resync_due`."""
     return await resync_due()
+
+
+@run_async
+async def purge_bot_artifacts(bot_id: str) -> int:
+    """Queued after a bot's deletion commits: its retrieval artifacts leave Redis (rows went by ON DELETE CASCADE)."""
+    return await artifact.delete_bot_artifacts(uuid.UUID(bot_id))

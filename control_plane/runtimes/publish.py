@@ -192,8 +192,8 @@ async def build_tenant_config(
 ) -> TenantConfig | None:
     """The tenant's config document from the database (version 0: publishing assigns it); None if it is gone.
 
-    Knowledge artifact versions come from ``artifact_versions`` when given, else they carry over from the
-    previously published document (the knowledge pipeline publishes with the new version after a rebuild).
+    Knowledge artifact versions come from ``artifact_versions`` when given, else from the knowledge_artifacts rows,
+    else they carry over from the previously published document.
     """
     tenant = await repository.get_tenant(db, tenant_id)
     if tenant is None:
@@ -204,8 +204,12 @@ async def build_tenant_config(
     by_bot: dict[uuid.UUID, list[ChannelConnection]] = {}
     for connection in await repository.list_channel_connections(db, tenant_id):
         by_bot.setdefault(connection.bot_id, []).append(connection)
+    # The knowledge_artifacts rows are the durable truth (a racing publish or a Redis loss must never roll a bot
+    # back to an older artifact); the previous document only fills bots that have no row yet.
+    from control_plane.knowledge.repository import artifact_versions as stored_artifact_versions
+
     carried = {bot.id: bot.artifact_version for bot in previous.bots} if previous else {}
-    versions = {**carried, **(artifact_versions or {})}
+    versions = {**carried, **await stored_artifact_versions(db, tenant_id), **(artifact_versions or {})}
     plan = plan_for(tenant.plan)
     return TenantConfig(
         tenant_id=str(tenant.id),

@@ -36,3 +36,21 @@ async def test_rejected_change_publishes_nothing(client: httpx.AsyncClient) -> N
     assert bad.status_code == 422
     await wait_for_background_publishes()
     assert await get_redis().get(contract.config_key(account.tenant_id)) is None
+
+
+async def test_deleting_a_bot_purges_its_artifacts(client: httpx.AsyncClient) -> None:
+    import asyncio
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    account = await make_account(client)
+    bot = await make_bot(client, account)
+    redis = get_redis()
+    await redis.set(contract.artifact_key(bot["id"], 1), b"artifact-bytes")
+    response = await client.delete(f"/api/v1/bots/{bot['id']}", headers=account.headers)
+    assert response.status_code == 204
+    root = Path(__file__).resolve().parents[3]
+    worker = [sys.executable, "-m", "control_plane.cli", "worker", "--burst", "--queues", "ingestion"]
+    await asyncio.to_thread(subprocess.run, worker, cwd=root, check=True, timeout=60)
+    assert await redis.get(contract.artifact_key(bot["id"], 1)) is None
