@@ -76,6 +76,21 @@ async def session_user(request: Request, db: SessionDep) -> tuple[User, uuid.UUI
     return (found[1], found[0].id) if found else None
 
 
+async def bearer_session(db: SessionDep, claims: dict[str, object], user_id: uuid.UUID) -> uuid.UUID | None:
+    """The live refresh session a user access token is bound to (``sid``); a revoked one ends the token."""
+    sid = claims.get("sid")
+    if sid is None:
+        return None
+    try:
+        session_id = uuid.UUID(str(sid))
+    except ValueError as exc:
+        raise NotAuthenticated() from exc
+    row = await db.get(UserSession, session_id)
+    if row is None or row.user_id != user_id or row.revoked_at is not None or row.expires_at <= datetime.now(UTC):
+        raise NotAuthenticated(N_("Your sign-in has expired. Please sign in again."))
+    return session_id
+
+
 async def optional_principal(request: Request, db: SessionDep) -> Principal | None:
     cached = getattr(request.state, "principal", None)
     if cached is not None:
@@ -85,7 +100,7 @@ async def optional_principal(request: Request, db: SessionDep) -> Principal | No
     if authorization.lower().startswith("bearer "):
         claims = security.decode_access_token(authorization[7:].strip())
         if claims is None:
-            raise NotAuthenticated("Your sign-in has expired. Please sign in again.")
+            raise NotAuthenticated(N_("Your sign-in has expired. Please sign in again."))
         if claims.get("typ") == "admin" and claims.get("sub") == PLATFORM_ADMIN_SUBJECT:
             principal = Principal(user=None, via="bearer", is_platform_admin=True)
         elif claims.get("typ") in {"user", "admin"}:
@@ -95,8 +110,9 @@ async def optional_principal(request: Request, db: SessionDep) -> Principal | No
                 user = None
             if user is None or not user.is_active:
                 raise NotAuthenticated()
+            session_id = await bearer_session(db, claims, user.id)
             is_admin = claims.get("typ") == "admin" and user.is_platform_admin
-            principal = Principal(user=user, via="bearer", is_platform_admin=is_admin)
+            principal = Principal(user=user, via="bearer", is_platform_admin=is_admin, session_id=session_id)
         else:
             raise NotAuthenticated()
     else:

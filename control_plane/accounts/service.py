@@ -102,8 +102,10 @@ async def new_session(
 
 
 async def issue_tokens(db: AsyncSession, user: User, *, user_agent: str = "", ip: str = "") -> IssuedTokens:
-    access, expires_in = security.create_access_token(str(user.id))
-    refresh, _ = await new_session(db, user, kind="refresh", user_agent=user_agent, ip=ip)
+    """An access token bound to a new refresh session: revoking the session (logout, password change, reset)
+    ends the access token at once instead of when it expires."""
+    refresh, row = await new_session(db, user, kind="refresh", user_agent=user_agent, ip=ip)
+    access, expires_in = security.create_access_token(str(user.id), extra={"sid": str(row.id)})
     return IssuedTokens(access_token=access, expires_in=expires_in, refresh_token=refresh)
 
 

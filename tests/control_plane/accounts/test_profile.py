@@ -66,9 +66,10 @@ async def test_change_password_signs_out_other_sessions(client: httpx.AsyncClien
         headers=account.headers,
     )
     assert changed.status_code == 204
-    for refresh_token in (account.refresh_token, other_refresh):
-        refreshed = await client.post("/api/v1/auth/refresh", json={"refresh_token": refresh_token})
-        assert refreshed.status_code == 401
+    # Other sessions end; the caller's own session (the one its access token is bound to) goes on.
+    assert (await client.post("/api/v1/auth/refresh", json={"refresh_token": other_refresh})).status_code == 401
+    kept = await client.post("/api/v1/auth/refresh", json={"refresh_token": account.refresh_token})
+    assert kept.status_code == 200
     login = await client.post("/api/v1/auth/login", json={"email": account.email, "password": NEW_PASSWORD})
     assert login.status_code == 200
 
