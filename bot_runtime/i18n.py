@@ -55,7 +55,7 @@ def lazy_gettext(message: str, **params: object) -> LazyProxy:
     return LazyProxy(gettext, message, enable_cache=False, **params)
 
 
-def N_(message: str) -> str:  # noqa: N802 - conventional gettext marker name
+def N_(message: str) -> str:
     """Mark a string for extraction without translating it now."""
     return message
 

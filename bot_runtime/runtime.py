@@ -60,6 +60,7 @@ Handler = Callable[["HandlerContext"], Awaitable[None]]
 OrderKey = Callable[[InboundEvent], str]
 ConfigListener = Callable[["Runtime", TenantConfig], Awaitable[None]]
 ShutdownHook = Callable[["Runtime"], Awaitable[None]]
+IdleHook = Callable[["Runtime"], Awaitable[None]]
 IdleVeto = Callable[[], bool]
 
 
@@ -76,6 +77,7 @@ def _by_bot(event: InboundEvent) -> str:
 _handlers: dict[str, Registration] = {}
 _config_listeners: list[ConfigListener] = []
 _shutdown_hooks: list[ShutdownHook] = []
+_idle_hooks: list[IdleHook] = []
 _idle_vetoes: list[IdleVeto] = []
 
 
@@ -100,8 +102,16 @@ def register_shutdown(hook: ShutdownHook) -> None:
 
 
 def register_idle_veto(veto: IdleVeto) -> None:
-    """While ``veto()`` returns True the runtime does not exit for idleness (e.g. a channel that must keep polling)."""
+    """While ``veto()`` returns True the runtime does not exit for idleness."""
     _idle_vetoes.append(veto)
+
+
+def register_idle_hook(hook: IdleHook) -> None:
+    """Call ``hook(runtime)`` when the runtime is about to exit for idleness, after the idle marker is set and before
+    its last look at the stream: stop whatever queues entries without waking the runtime (e.g. Telegram pollers),
+    so what it queued is seen by that look. If the look finds entries the runtime carries on, and the config
+    listeners run again to restart what the hook stopped."""
+    _idle_hooks.append(hook)
 
 
 def _candidate_modules(kind: str) -> list[str]:
@@ -311,7 +321,9 @@ class HandlerContext:
         return event
 
     async def count_message(self) -> bool:
-        return await self.runtime.count_message(self.config)
+        """Count this entry's customer message toward the daily limit, once however often the entry is handled
+        (handler retries, redelivery after a crash); False when it is over the limit."""
+        return await self.runtime.count_message(self.config, event_id=self.event.event_id)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -326,15 +338,34 @@ def current_runtime() -> Runtime:
     return _current
 
 
-async def count_message(tenant_cfg: TenantConfig) -> bool:
-    """Count one deduplicated inbound customer message for today (UTC); False once over plan.messages_per_day."""
-    return await current_runtime().count_message(tenant_cfg)
+async def count_message(tenant_cfg: TenantConfig, *, event_id: str | None = None) -> bool:
+    """Count one deduplicated inbound customer message for today (UTC); False once over plan.messages_per_day.
+
+    With ``event_id`` the message is counted once per event: a repeated call returns the first call's verdict.
+    """
+    return await current_runtime().count_message(tenant_cfg, event_id=event_id)
 
 
 async def should_send_limit_notice(tenant_cfg: TenantConfig, chat: str) -> bool:
     """True once per chat per UTC day: the over-limit notice is sent once, then the chat gets nothing."""
     return await current_runtime().should_send_limit_notice(tenant_cfg, chat)
 
+
+def counted_key(tenant_id: str, event_id: str) -> str:
+    """The usage count an inbound event got when it was counted (so a retried or redelivered entry counts once)."""
+    return f"{contract.prefix()}tenant:{tenant_id}:counted:{event_id}"
+
+
+# KEYS: usage counter, per-event marker. ARGV: counter TTL, marker TTL. The event's count: INCRed the first time,
+# read back from the marker after that, in one atomic step.
+_COUNT_ONCE = """
+local counted = redis.call('GET', KEYS[2])
+if counted then return tonumber(counted) end
+local count = redis.call('INCR', KEYS[1])
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+redis.call('SET', KEYS[2], count, 'EX', ARGV[2])
+return count
+"""
 
 _DELETE_READY_IF_OURS = """
 if redis.call('HGET', KEYS[1], 'pid') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -514,6 +545,8 @@ class Runtime:
     async def reload_config(self, *, reason: str) -> bool:
         """Load the stored document if it is newer than ours; True when it was applied."""
         async with self._reload_lock:
+            if self._stop.is_set():
+                return False  # stopping (e.g. gone idle): applying now would restart pollers on the way out
             raw = await self.redis.get(contract.config_key(self.tenant_id))
             if raw is None:
                 return False
@@ -655,18 +688,31 @@ class Runtime:
 
     async def _go_idle(self) -> None:
         # Mark first, then look once more: a message XADDed after this look is followed by wake_tenant, which
-        # deletes the marker, so the host starts us again; one XADDed before it is seen here.
-        await self.redis.set(contract.idle_key(self.tenant_id), f"{time.time():.3f}")
-        entries = await streams.read_new(
-            self.redis, self.stream, contract.RUNTIME_GROUP, self.s.consumer, count=32, block_ms=None
-        )
-        if entries:
-            await self.redis.delete(contract.idle_key(self.tenant_id))
-            for entry_id, fields in entries:
-                self._submit(entry_id, fields, redelivered=False)
-            return
-        log.info("runtime.idle", extra={"idle_seconds": self.s.idle_seconds})
-        self.stop(contract.EXIT_IDLE, "idle")
+        # deletes the marker, so the host starts us again; one XADDed before it is seen here. Sources that queue
+        # without waking (our own Telegram pollers) are stopped in between by the idle hooks, and no config reload
+        # may restart them meanwhile (hence the reload lock).
+        async with self._reload_lock:
+            await self.redis.set(contract.idle_key(self.tenant_id), f"{time.time():.3f}")
+            for hook in _idle_hooks:
+                try:
+                    await hook(self)
+                except Exception:
+                    log.exception("runtime.idle_hook.failed")
+            entries = await streams.read_new(
+                self.redis, self.stream, contract.RUNTIME_GROUP, self.s.consumer, count=32, block_ms=None
+            )
+            if entries:
+                await self.redis.delete(contract.idle_key(self.tenant_id))
+                for entry_id, fields in entries:
+                    self._submit(entry_id, fields, redelivered=False)
+                if _idle_hooks:
+                    try:
+                        await self._apply_config()  # restart what the idle hooks stopped
+                    except Exception:
+                        log.exception("runtime.resume.failed")
+                return
+            log.info("runtime.idle", extra={"idle_seconds": self.s.idle_seconds})
+            self.stop(contract.EXIT_IDLE, "idle")
 
     async def _claim_loop(self) -> None:
         """Take over entries a dead runtime left pending (at start, then every few seconds)."""
@@ -811,12 +857,17 @@ class Runtime:
 
     # -- limits -----------------------------------------------------------------------------------------------
 
-    async def count_message(self, tenant_cfg: TenantConfig) -> bool:
+    async def count_message(self, tenant_cfg: TenantConfig, *, event_id: str | None = None) -> bool:
+        """Count a customer message for today (UTC); with ``event_id``, once per event (see ``counted_key``)."""
         key = contract.usage_key(tenant_cfg.tenant_id, utc_day())
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, 2 * DAY_SECONDS, nx=True)
-            count, _ = await pipe.execute()
+        if event_id is None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, 2 * DAY_SECONDS, nx=True)
+                count, _ = await pipe.execute()
+        else:
+            marker = counted_key(tenant_cfg.tenant_id, event_id)
+            count = await self.redis.eval(_COUNT_ONCE, 2, key, marker, 2 * DAY_SECONDS, self.s.dedupe_ttl)
         limit = tenant_cfg.plan.messages_per_day
         return limit is None or int(count) <= limit
 

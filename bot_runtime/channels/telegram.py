@@ -15,6 +15,9 @@ sentence boundaries when longer than 4096 characters, through the bot's :class:`
 BotLimiter`, with a typing indicator while the answer is being made. A 403 ("blocked by the user") emits
 ``chat.unreachable``. Every handled message emits ``message.in`` and ``message.out`` RuntimeEvents.
 
+Polling-mode bots are polled from here while the runtime runs; when it goes idle their pollers stop (an idle hook)
+and the host agent's idle poller (bot_runtime.host.pollers) long-polls them until the next update wakes the runtime.
+
 This module registers itself with the runtime core on import (see the bottom) and never imports the control plane.
 """
 
@@ -52,7 +55,14 @@ from telegram.ext import (
 from bot_runtime import contract
 from bot_runtime.channels import TELEGRAM_MAX_MESSAGE_CHARS
 from bot_runtime.channels.limiter import BotLimiter
-from bot_runtime.channels.poller import UPDATE_KIND, TelegramPoller, TokenRejected
+from bot_runtime.channels.poller import (
+    UPDATE_KIND,
+    TelegramPoller,
+    TokenRejected,
+    api_base_url,
+    bot_mode,
+    poll_timeout_from_env,
+)
 from bot_runtime.crypto import SecretKeyError, decrypt_json
 from bot_runtime.i18n import gettext as _
 from bot_runtime.i18n import normalize_locale, use_locale
@@ -61,7 +71,7 @@ from bot_runtime.runtime import (
     Runtime,
     register_config_listener,
     register_handler,
-    register_idle_veto,
+    register_idle_hook,
     register_shutdown,
 )
 
@@ -72,12 +82,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("bot_runtime.telegram")
 
 CHANNEL = "telegram"
-DEFAULT_API_BASE_URL = "https://api.telegram.org"
 TYPING_EVERY_SECONDS = 4.0  # the "typing…" status lasts ≤ 5 s
 TYPING_SETTLE_SECONDS = 2.0
 HISTORY_TURNS = 6
 HISTORY_CHATS = 2000
 INIT_TIMEOUT_SECONDS = 15.0
+QUIESCE_SLACK_SECONDS = 5.0
 
 _GROUP_TYPES = frozenset({ChatType.GROUP, ChatType.SUPERGROUP})
 _MESSAGES = filters.UpdateType.MESSAGE | filters.UpdateType.EDITED_MESSAGE
@@ -326,13 +336,13 @@ class TelegramChannel:
         answer: AnswerFn | None = None,
         api_base_url: str | None = None,
         secret_key: str | None = None,
-        poll_timeout: float = 25.0,
+        poll_timeout: float | None = None,
         limiter_factory: Callable[[], BotLimiter] = BotLimiter,
     ) -> None:
         self._answer: AnswerFn = answer or EngineAnswer(self._load_artifact)
         self._api_base_url = api_base_url
         self._secret_key = secret_key
-        self._poll_timeout = poll_timeout
+        self._poll_timeout = poll_timeout_from_env() if poll_timeout is None else poll_timeout
         self._limiter_factory = limiter_factory
         self._bots: dict[str, ConnectedBot] = {}
         self._history: OrderedDict[tuple[str, int], deque[tuple[str, str]]] = OrderedDict()
@@ -351,7 +361,7 @@ class TelegramChannel:
 
     @property
     def polling(self) -> bool:
-        """True while any of this tenant's bots is polled from here (the runtime then stays up: see the idle veto)."""
+        """True while any of this tenant's bots is polled from here."""
         return any(connected.polling for connected in self._bots.values())
 
     async def apply_config(self, runtime: Runtime, config: contract.TenantConfig) -> None:
@@ -384,7 +394,7 @@ class TelegramChannel:
             return
         digest = hashlib.sha256(token.encode()).hexdigest()
         api_base_url = self._api_base(channel)
-        mode = str(channel.settings.get("mode") or "polling")
+        mode = bot_mode(channel)
         connected = self._bots.get(bot_id)
         if connected is not None and (connected.token_digest, connected.api_base_url) != (digest, api_base_url):
             await self._drop(bot_id)
@@ -410,13 +420,7 @@ class TelegramChannel:
             await self._stop_poller(connected)
 
     def _api_base(self, channel: contract.ChannelConfig) -> str:
-        base = (
-            self._api_base_url
-            or str(channel.settings.get("api_base_url") or "")
-            or os.environ.get("TELEGRAM_API_BASE_URL", "")
-            or DEFAULT_API_BASE_URL
-        )
-        return base.rstrip("/")
+        return self._api_base_url.rstrip("/") if self._api_base_url else api_base_url(channel)
 
     def _build_app(self, token: str, api_base_url: str) -> Application:  # type: ignore[type-arg]
         app = (
@@ -464,6 +468,7 @@ class TelegramChannel:
             bot_id=connected.bot_id,
             redis=runtime.redis,
             timeout=self._poll_timeout,
+            owner=f"runtime:{runtime.s.host_id}:{os.getpid()}",
         )
         connected.poller_stop = asyncio.Event()
         task = asyncio.create_task(
@@ -487,9 +492,25 @@ class TelegramChannel:
             return
         if connected.poller_stop is not None:
             connected.poller_stop.set()
-        task.cancel()  # a long poll in flight is abandoned: its updates are unconfirmed, so nothing is lost
+        # A long poll in flight is abandoned: its updates are unconfirmed, so nothing is lost, and the poller keeps
+        # the bot's poll lock until that poll would have ended, so nobody polls over it.
+        task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+
+    async def quiesce(self) -> None:
+        """Stop every poller before the runtime goes idle (an idle hook): a long poll in flight may finish first
+        (within the poll timeout), so what it brings is queued before the runtime's last look at its stream.
+        The host's poller then long-polls the bots while the runtime is idle (see bot_runtime.host.pollers)."""
+        polling = [connected for connected in self._bots.values() if connected.polling]
+        for connected in polling:
+            if connected.poller_stop is not None:
+                connected.poller_stop.set()
+        tasks = [connected.poller_task for connected in polling if connected.poller_task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self._poll_timeout + QUIESCE_SLACK_SECONDS)
+        for connected in polling:
+            await self._stop_poller(connected)  # cancels one still stuck (its lock then outlives its poll)
 
     async def _drop(self, bot_id: str) -> None:
         connected = self._bots.pop(bot_id, None)
@@ -952,10 +973,14 @@ async def _on_shutdown(runtime: Runtime) -> None:
         await _channel.aclose()
 
 
+async def _on_idle(runtime: Runtime) -> None:
+    if _channel is not None:
+        await _channel.quiesce()
+
+
 register_handler(UPDATE_KIND, handle_update, order_key=order_key)
 register_config_listener(_on_config)
 register_shutdown(_on_shutdown)
-# Polling bots are polled by their runtime, so it must not exit for idleness while it polls (a webhook wakes an idle
-# runtime; a poller would not). Once the host agent long-polls idle tenants' bots itself (TelegramPoller with
-# wake=True), this veto can go.
-register_idle_veto(lambda: _channel is not None and _channel.polling)
+# A polling tenant goes idle like any other: its pollers stop, and the host agent's poller long-polls its bots while
+# it is idle and wakes it on the next update (bot_runtime.host.pollers).
+register_idle_hook(_on_idle)

@@ -1,14 +1,18 @@
 """The runtime host agent (``botfactory runtime-host``): leases tenants and runs them under its own supervisord.
 
 Every tick (about 1 s) the agent heartbeats its host key, renews its leases, looks at its processes, and reads
-the desired-runtimes set: a desired tenant that nobody leases (and that is not idle or held by an operator) is
-leased (SET NX PX, ``host:fencing-token``) and started; a tenant that is no longer desired, or held, is stopped and
-its lease released; a lease that expired with its host is simply free, so a living host takes it over.
+the desired-runtimes set: a desired tenant that nobody leases (and that is not held by an operator) is leased
+(SET NX PX, ``host:fencing-token``) and started, or kept idle if its idle marker is set; a tenant that is no longer
+desired, or held, is stopped and its lease released; a lease that expired with its host is simply free, so a living
+host takes it over.
 
 Exits are counted: a runtime that dies ``crash_limit`` times within ``crash_window`` seconds is crash-looping: its
 program is removed and it is retried after 1, 2, 4 … minutes (capped), while the host keeps its lease so the crash
-does not hop from host to host. A runtime that exits idle (exit 0 with ``idle_key`` set) gives its lease back; the
-next message's ``wake_tenant`` (wake channel) or the next tick starts it again, on whichever host wins the lease.
+does not hop from host to host. A runtime that exits idle (exit 0 with ``idle_key`` set) is unloaded but its host
+keeps the lease (state ``idle``): the next message's ``wake_tenant`` (wake channel), or the next tick once the marker
+is gone, starts it again here. Meanwhile the host's idle poller (:mod:`bot_runtime.host.pollers`, a service every
+agent runs) long-polls the tenant's polling-mode Telegram bots and wakes it on the next update. An idle tenant whose
+host died is taken over, still idle, by a living host.
 
 Besides the tick: ``wake_channel`` starts a tenant at once, ``control_stream(host)`` carries operator commands
 (start / stop / restart), ``log_request_channel(host)`` asks for a log tail. Stats go to ``runtime_stats_key``
@@ -89,6 +93,8 @@ PASSTHROUGH_ENV = frozenset(
 PASSTHROUGH_PREFIXES = ("RUNTIME_", "BOTFACTORY_RUNTIME_")
 # RUNTIME_* knobs that belong to the host itself, not to the runtimes.
 HOST_ONLY_ENV = frozenset({"RUNTIME_HOST_DIR", "RUNTIME_HOST_INET_PORT", "RUNTIME_HOST_SERVICES"})
+# Host services every agent runs, before any listed in RUNTIME_HOST_SERVICES.
+DEFAULT_SERVICES = ("bot_runtime.host.pollers",)
 
 
 def runtime_environment(environ: dict[str, str]) -> dict[str, str]:
@@ -129,8 +135,8 @@ class HostConfig:
     max_runtimes: int | None = None
     inet_port: int | None = None
     # Modules with ``async def host_service(agent: HostAgent) -> None``, run beside the agent for its lifetime
-    # (e.g. the per-host poller that long-polls idle tenants' Telegram bots and wakes them).
-    services: list[str] = field(default_factory=list)
+    # (by default the per-host poller that long-polls idle tenants' Telegram bots and wakes them).
+    services: list[str] = field(default_factory=lambda: list(DEFAULT_SERVICES))
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, *, default_root: Path | None = None) -> HostConfig:
@@ -144,6 +150,7 @@ class HostConfig:
         env["RUNTIME_HOST_ID"] = host_id
         max_runtimes = env.get("RUNTIME_HOST_MAX_RUNTIMES", "").strip()
         inet_port = env.get("RUNTIME_HOST_INET_PORT", "").strip()
+        extra_services = [name.strip() for name in env.get("RUNTIME_HOST_SERVICES", "").split(",") if name.strip()]
         return cls(
             host_id=host_id,
             redis_url=env.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
@@ -161,7 +168,7 @@ class HostConfig:
             start_batch=int(_env_float(env, "RUNTIME_HOST_START_BATCH", 50)),
             max_runtimes=int(max_runtimes) if max_runtimes else None,
             inet_port=int(inet_port) if inet_port else None,
-            services=[name.strip() for name in env.get("RUNTIME_HOST_SERVICES", "").split(",") if name.strip()],
+            services=list(dict.fromkeys([*DEFAULT_SERVICES, *extra_services])),
         )
 
     @property
@@ -175,7 +182,7 @@ class Managed:
 
     tenant_id: str
     lease: Lease
-    state: str = "starting"  # contract.RUNTIME_STATES
+    state: str = "starting"  # contract.RUNTIME_STATES; "idle": no process, the lease kept for the next wake-up
     pid: int = 0
     started_at: float = 0.0  # wall clock of the current process start
     restarts: int = 0
@@ -189,6 +196,7 @@ class Managed:
     final_state: str = "stopped"
     reason: str = ""
     lost: bool = False  # the lease is no longer ours: stop without releasing anything
+    idle_since: float = 0.0  # wall clock of the last switch to "idle"
 
     @property
     def name(self) -> str:
@@ -276,9 +284,14 @@ class HostAgent:
         self._kick.set()
 
     def wake(self, tenant_id: str) -> None:
-        """Start an idle (unleased) desired tenant now, if this host wins its lease (host services call this)."""
+        """Start an idle desired tenant now: one this host keeps idle, or an unleased one if it wins the lease (host
+        services call this)."""
         self._actions.put_nowait(("wake", tenant_id))
         self._kick.set()
+
+    def idle_tenants(self) -> dict[str, float]:
+        """The tenants this host holds the lease of while their runtime is idle (not running): id → idle since."""
+        return {managed.tenant_id: managed.idle_since for managed in self.managed.values() if managed.state == "idle"}
 
     async def run(self) -> int:
         self._lock_state_dir()
@@ -351,7 +364,9 @@ class HostAgent:
         for managed in list(self.managed.values()):
             with contextlib.suppress(RedisError, OSError):
                 await leases.release(self.redis, managed.lease)
-                managed.state, managed.reason, managed.pid = "stopped", "host shutdown", 0
+                if managed.state != "idle":  # an idle one stays idle (its marker is set), for whoever takes it
+                    managed.state, managed.reason = "stopped", "host shutdown"
+                managed.pid = 0
                 await self._write_stats(managed)
         self.managed.clear()
         self.supervisor.shutdown()
@@ -529,6 +544,7 @@ class HostAgent:
         free: list[str] = []
         batch: list[Managed] = []
         active = 0
+        idle_tenants: set[str] = set()
         for index, tenant_id in enumerate(tenants):
             lease_value, idle, held = flat[3 * index : 3 * index + 3]
             managed = self.managed.get(tenant_id)
@@ -536,18 +552,24 @@ class HostAgent:
                 if managed and managed.state != "stopping":
                     self._stop(managed, after="forget", final_state="stopped", reason="held by operator")
                 continue
-            if idle and not managed:
-                continue
             active += 1
+            if idle:
+                idle_tenants.add(tenant_id)
             if managed:
+                if managed.state == "idle" and not idle and len(batch) < self.cfg.start_batch:
+                    batch.append(managed)  # woken, but the wake notice was lost (pub/sub drops): start it now
                 continue
             holder = leases.parse(lease_value)
             if holder is None:
                 free.append(tenant_id)
-            elif holder[0] == self.host_id and len(batch) < self.cfg.start_batch:
+            elif holder[0] == self.host_id and (idle or len(batch) < self.cfg.start_batch):
                 # Ours from before an agent restart (same host id): adopt it with its token.
                 log.info("host.lease.adopted", extra={"tenant_id": tenant_id, "token": holder[1]})
-                batch.append(self._take(Lease(tenant_id, self.host_id, holder[1])))
+                adopted = self._take(Lease(tenant_id, self.host_id, holder[1]))
+                if idle:
+                    self._keep_idle(adopted)
+                else:
+                    batch.append(adopted)
         # Take no more than a fair share, so hosts that start together split the tenants between them, and no more
         # than a batch per tick: supervisord's reloadConfig grows with its program count, and leases need renewing.
         share = math.ceil(active / self._live_hosts) + 1
@@ -558,9 +580,18 @@ class HostAgent:
             if len(self.managed) >= share or len(batch) >= self.cfg.start_batch:
                 break
             acquired = await self._acquire(tenant_id)
-            if acquired is not None:
+            if acquired is None:
+                continue
+            if tenant_id in idle_tenants:
+                self._keep_idle(self._take(acquired))  # e.g. its host died: keep it idle, and poll its bots here
+            else:
                 batch.append(self._take(acquired))
         self._start_many(batch)
+
+    def _keep_idle(self, managed: Managed) -> None:
+        managed.state, managed.reason, managed.pid = "idle", "no traffic", 0
+        managed.idle_since = time.time()
+        self._actions.put_nowait(("stats", managed.tenant_id))
 
     async def _acquire(self, tenant_id: str) -> Lease | None:
         acquired = await leases.acquire(self.redis, tenant_id, self.host_id, self.cfg.lease_ttl_ms)
@@ -685,25 +716,32 @@ class HostAgent:
         if managed is None or managed.state != "exited":
             return
         if await self.redis.exists(contract.idle_key(tenant_id)):
+            # Unloaded, but the lease stays ours: the idle poller long-polls its bots from here, and the wake-up
+            # starts it here under the same fencing token.
             log.info("host.runtime.idle", extra={"tenant_id": tenant_id})
             self._unload(managed)
-            managed.state, managed.reason = "idle", "no traffic"
-            self.managed.pop(tenant_id, None)
-            await leases.release(self.redis, managed.lease)
-            await self._write_stats(managed)
+            self._keep_idle(managed)
         else:
             # A clean exit nobody asked for (SIGTERM from outside, or woken right as it went idle): run it again.
             self._restart_now(managed)
 
     async def _wake(self, tenant_id: str) -> None:
-        if tenant_id in self.managed or not TENANT_ID.match(tenant_id) or self._stopping.is_set():
+        managed = self.managed.get(tenant_id)
+        if (managed is not None and managed.state != "idle") or not TENANT_ID.match(tenant_id):
+            return
+        if self._stopping.is_set():
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.sismember(contract.desired_runtimes_key(), tenant_id)
             pipe.exists(contract.hold_key(tenant_id))
             pipe.delete(contract.idle_key(tenant_id))
             desired, held, _ = await pipe.execute()
-        if desired and not held and await self._acquire_and_start(tenant_id):
+        if not desired or held:
+            return  # the tick stops an idle one that is no longer wanted
+        if managed is not None:
+            self._start(managed)
+            log.info("host.runtime.woken", extra={"tenant_id": tenant_id})
+        elif await self._acquire_and_start(tenant_id):
             log.info("host.runtime.woken", extra={"tenant_id": tenant_id})
 
     async def _command(self, command: contract.HostCommand) -> None:
@@ -742,6 +780,9 @@ class HostAgent:
                     managed.crash_level, managed.exits = 0, deque()
                     self._restart_now(managed)
                     return True, "restarted after crash-looping"
+                if managed.state == "idle":
+                    self._start(managed)
+                    return True, "started (it was idle)"
                 return True, f"already {managed.state}"
             if not await self.redis.sismember(contract.desired_runtimes_key(), tenant_id):
                 return False, "tenant is not active (not in the desired set)"
@@ -859,8 +900,10 @@ class HostAgent:
     # -- stats ------------------------------------------------------------------------------------------------
 
     async def _publish_stats(self) -> None:
+        # Idle tenants' stats were written when they went idle and do not change; there may be many of them.
         for managed in list(self.managed.values()):
-            await self._write_stats(managed)
+            if managed.state != "idle":
+                await self._write_stats(managed)
 
     async def _write_stats(self, managed: Managed) -> None:
         alive = managed.pid and managed.state in ("starting", "running", "stopping") and pid_alive(managed.pid)
@@ -920,6 +963,9 @@ def configure_logging(host_id: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx logs every request URL at INFO, and a Bot API URL carries the bot's token (the idle poller's requests).
+    for noisy in ("httpx", "httpcore", "telegram"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def run_host(config: HostConfig) -> int:
