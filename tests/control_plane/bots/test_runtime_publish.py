@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
 from bot_runtime import contract
@@ -9,6 +11,8 @@ from bot_runtime.contract import TenantConfig
 from control_plane.kit.redis import get_redis
 from control_plane.runtimes.publish import wait_for_background_publishes
 from tests.factories import make_account, make_bot
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 async def test_first_bot_starts_runtime_and_disabling_stops_it(client: httpx.AsyncClient) -> None:
@@ -42,7 +46,6 @@ async def test_deleting_a_bot_purges_its_artifacts(client: httpx.AsyncClient) ->
     import asyncio
     import subprocess
     import sys
-    from pathlib import Path
 
     account = await make_account(client)
     bot = await make_bot(client, account)
@@ -50,7 +53,6 @@ async def test_deleting_a_bot_purges_its_artifacts(client: httpx.AsyncClient) ->
     await redis.set(contract.artifact_key(bot["id"], 1), b"artifact-bytes")
     response = await client.delete(f"/api/v1/bots/{bot['id']}", headers=account.headers)
     assert response.status_code == 204
-    root = Path(__file__).resolve().parents[3]
     worker = [sys.executable, "-m", "control_plane.cli", "worker", "--burst", "--queues", "ingestion"]
-    await asyncio.to_thread(subprocess.run, worker, cwd=root, check=True, timeout=60)
+    await asyncio.to_thread(subprocess.run, worker, cwd=ROOT, check=True, timeout=60)
     assert await redis.get(contract.artifact_key(bot["id"], 1)) is None
