@@ -26,8 +26,8 @@ _CONCEPTS: dict[str, str] = {
     "free": """free complimentary no_charge for_nothing at_no_cost бесплатн* даром без_оплаты bepul tekin*""",
     "hours": """open opens opening close closes closing closed shut hours schedule timetable evening morning night
         holiday* weekend* working_hours business_hours
-        работаете работает работают график* режим* открыт* открыва* закрыва* закрыт* выходн* праздни* вечер* утр*
-        часы_работы ochiq* ochil* yopil* yopiq* bayram* kechqurun ertalab ishlaysiz* ishlaydi* ishlaymiz
+        работаем работаете работает работают график* режим* открыт* открыва* закрыва* закрыт* выходн* праздни*
+        вечер* утр* часы_работы ochiq* ochil* yopil* yopiq* bayram* kechqurun ertalab ishlaysiz* ishlaydi* ishlaymiz
         ish_vaqt* dam_olish*""",
     "weekday": """monday* tuesday* wednesday* thursday* friday* saturday* sunday*
         понедельник* вторник* среду среда четверг* пятниц* суббот* воскресен*

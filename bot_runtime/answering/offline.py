@@ -105,7 +105,10 @@ def _pick_primary(hits: Sequence[SearchHit], language: str | None) -> SearchHit:
     if language is None or top.chunk.language in (language, None):
         return top
     for hit in hits[1:]:
-        if hit.chunk.language == language and hit.confidence >= SAME_LANGUAGE_RATIO * top.confidence:
+        # Either measure will do: a translation of the same fact can cover the question's words less well (its
+        # terms reached the index through transliteration or the lexicon) while ranking just as high.
+        close = hit.confidence >= SAME_LANGUAGE_RATIO * top.confidence or hit.score >= SAME_LANGUAGE_RATIO * top.score
+        if hit.chunk.language == language and close:
             return hit
     return top
 
