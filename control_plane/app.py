@@ -39,6 +39,7 @@ OPTIONAL_ROUTERS = (
     "control_plane.knowledge.endpoints",
     "control_plane.knowledge.pages",
     "control_plane.channels.endpoints",
+    "control_plane.channels.pages",
     "control_plane.channels.webhooks",
     "control_plane.widget.endpoints",
     "billing.endpoints",
