@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
 from admin_console import repository
-from admin_console.schemas import AdminLoginIn, AdminTenantPage, AdminTokenOut
+from admin_console.schemas import AdminAbusePage, AdminLoginIn, AdminTenantPage, AdminTokenOut
 from control_plane.accounts.admin import admin_sign_in
 from control_plane.accounts.auth import PlatformAdmin
 from control_plane.kit.db import SessionDep
@@ -35,3 +36,17 @@ async def tenants(
     """Every tenant, newest first; ``q`` matches the tenant name or a member's email."""
     items, total = await repository.list_tenants(db, query=q.strip(), limit=limit, offset=offset)
     return AdminTenantPage(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/abuse-log")
+async def abuse_log(
+    admin: PlatformAdmin,
+    db: SessionDep,
+    tenant_id: uuid.UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> AdminAbusePage:
+    """Messages the guardrails refused, on every channel and the test console, newest first; ``tenant_id`` keeps
+    one tenant's."""
+    items, total = await repository.list_abuse_log(db, tenant_id=tenant_id, limit=limit, offset=offset)
+    return AdminAbusePage(items=items, total=total, limit=limit, offset=offset)

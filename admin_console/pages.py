@@ -1,7 +1,8 @@
-"""Admin console HTML pages: sign in, sign out, tenants. Runtimes live in ``admin_console.runtimes``."""
+"""Admin console HTML pages: sign in, sign out, tenants, the abuse log. Runtimes live in ``admin_console.runtimes``."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -13,9 +14,11 @@ from admin_console.schemas import AdminLoginIn
 from control_plane.accounts.admin import admin_sign_in
 from control_plane.accounts.auth import check_csrf
 from control_plane.accounts.pages import form_page, read_form, undo, validate_form
+from control_plane.jobs import model_check
 from control_plane.kit.db import SessionDep
 from control_plane.kit.errors import AppError
 from control_plane.kit.pages import Lang, client_ip
+from control_plane.kit.redis import get_redis
 from control_plane.kit.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -81,14 +84,50 @@ async def tenants_page(request: Request, lang: Lang, admin: AdminPagePrincipal, 
     except ValueError:
         page = 1
     items, total = await repository.list_tenants(db, query=query, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    check = await model_check.read_result(get_redis())
     return render(
         request,
         "admin/tenants.html",
         {
             "admin": admin,
+            "missing_models": (check or {}).get("missing") or [],
             "tenants": items,
             "total": total,
             "query": query,
+            "page": page,
+            "has_next": page * PAGE_SIZE < total,
+        },
+    )
+
+
+def _page_number(request: Request) -> int:
+    try:
+        return max(int(request.query_params.get("page", "1")), 1)
+    except ValueError:
+        return 1
+
+
+@router.get("/{lang}/admin/abuse-log")
+async def abuse_log_page(request: Request, lang: Lang, admin: AdminPagePrincipal, db: SessionDep) -> Response:
+    if admin is None:
+        return RedirectResponse(f"/{lang}/admin/login", status_code=303)
+    raw = request.query_params.get("tenant_id", "").strip()
+    try:
+        tenant_id = uuid.UUID(raw) if raw else None
+    except ValueError:
+        tenant_id, raw = None, ""
+    page = _page_number(request)
+    items, total = await repository.list_abuse_log(
+        db, tenant_id=tenant_id, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
+    )
+    return render(
+        request,
+        "admin/abuse_log.html",
+        {
+            "admin": admin,
+            "entries": items,
+            "total": total,
+            "tenant_id": raw,
             "page": page,
             "has_next": page * PAGE_SIZE < total,
         },

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from admin_console.schemas import AdminTenantOut
-from control_plane.models import Bot, Role, Tenant, TenantMember, User
+from admin_console.schemas import AdminAbuseEntryOut, AdminTenantOut
+from control_plane.models import AbuseLogEntry, Bot, Role, Tenant, TenantMember, User
 
 
 def _like(text: str) -> str:
@@ -57,3 +59,39 @@ async def list_tenants(db: AsyncSession, *, query: str, limit: int, offset: int)
     ]
     total = await db.scalar(_tenant_filter(select(func.count()).select_from(Tenant), query))
     return items, int(total or 0)
+
+
+async def list_abuse_log(
+    db: AsyncSession, *, tenant_id: uuid.UUID | None, limit: int, offset: int
+) -> tuple[list[AdminAbuseEntryOut], int]:
+    """Guardrail refusals of every tenant (or of ``tenant_id``), newest first, with tenant and bot names."""
+    statement = (
+        select(AbuseLogEntry, Tenant.name, Bot.name)
+        .join(Tenant, Tenant.id == AbuseLogEntry.tenant_id)
+        .join(Bot, Bot.id == AbuseLogEntry.bot_id)
+    )
+    counting = select(func.count()).select_from(AbuseLogEntry)
+    if tenant_id is not None:
+        statement = statement.where(AbuseLogEntry.tenant_id == tenant_id)
+        counting = counting.where(AbuseLogEntry.tenant_id == tenant_id)
+    rows = await db.execute(
+        statement.order_by(AbuseLogEntry.created_at.desc(), AbuseLogEntry.id).limit(limit).offset(offset)
+    )
+    items = [
+        AdminAbuseEntryOut(
+            id=entry.id,
+            tenant_id=entry.tenant_id,
+            tenant_name=tenant_name,
+            bot_id=entry.bot_id,
+            bot_name=bot_name,
+            channel=entry.channel,
+            chat_external_id=entry.chat_external_id,
+            direction=entry.direction,
+            reason=entry.reason,
+            matched=entry.matched,
+            text=entry.text,
+            created_at=entry.created_at,
+        )
+        for entry, tenant_name, bot_name in rows.all()
+    ]
+    return items, int(await db.scalar(counting) or 0)

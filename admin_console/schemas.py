@@ -40,3 +40,27 @@ class AdminTenantPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class AdminAbuseEntryOut(BaseModel):
+    """One guardrail refusal (test console or a channel), with its tenant and bot names."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    tenant_name: str
+    bot_id: uuid.UUID
+    bot_name: str
+    channel: str
+    chat_external_id: str | None
+    direction: str
+    reason: str
+    matched: str | None
+    text: str
+    created_at: datetime
+
+
+class AdminAbusePage(BaseModel):
+    items: list[AdminAbuseEntryOut]
+    total: int
+    limit: int
+    offset: int

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.kit.tenancy import TenantContext, scoped
 from control_plane.models import (
+    AbuseLogEntry,
     AuditLog,
     Bot,
     Broadcast,
@@ -45,6 +46,7 @@ token_usage = _table(TokenUsage)
 broadcast_deliveries = _table(BroadcastDelivery)
 broadcasts = _table(Broadcast)
 audit_log = _table(AuditLog)
+abuse_log = _table(AbuseLogEntry)
 
 
 # -- lookups ----------------------------------------------------------------------------------------------------
@@ -294,6 +296,20 @@ async def recorded_runtime_errors(db: AsyncSession, event_ids: Collection[str], 
 async def insert_audit_rows(db: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         await db.execute(insert(audit_log), list(rows))
+
+
+# -- abuse log -------------------------------------------------------------------------------------------------
+
+
+async def insert_abuse_rows(db: AsyncSession, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert abuse log rows, skipping event ids already logged; returns how many were written."""
+    if not rows:
+        return 0
+    statement = (
+        insert(abuse_log).on_conflict_do_nothing(index_elements=[abuse_log.c.event_id]).returning(abuse_log.c.id)
+    )
+    result = await db.execute(statement, list(rows))
+    return len(result.all())
 
 
 # -- token usage for analytics ----------------------------------------------------------------------------------

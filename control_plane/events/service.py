@@ -16,6 +16,8 @@ Rules:
 - ``broadcast.delivery`` changes a delivery's status and moves the broadcast's delivered/failed counters only
   when the status actually changes, so each delivery is counted once however often its event arrives. ``sent`` is
   final: a later report cannot take back a message the chat already received.
+- A ``message.out`` the guardrails refused (``blocked`` = the reason, see ``contract.blocked_fields``) also writes
+  an abuse log row (reason, direction, the customer's text), keyed by the event id so it is written once.
 - ``runtime.error`` becomes a log line and an audit row on the tenant (one per bot and error text per batch).
 - Poison entries (unparseable, invalid, or naming a bot that no longer exists) are reported back, not raised:
   the consumer acks and dead-letters them so they never block the stream.
@@ -71,6 +73,8 @@ STATUS_MAX = 16
 INT32_MAX = 2**31 - 1
 ERROR_TEXT_MAX = 2000
 SOURCES_MAX = 50
+ABUSE_REASON_MAX = 32
+ABUSE_TEXT_MAX = 2000
 
 
 class PoisonEvent(Exception):
@@ -97,6 +101,7 @@ class IngestReport:
     reachability_changed: int = 0
     deliveries_changed: int = 0
     runtime_errors: int = 0
+    abuse_logged: int = 0
     poison: list[Poison] = field(default_factory=list)
 
     def as_log(self) -> dict[str, int]:
@@ -109,6 +114,7 @@ class IngestReport:
             "reachability_changed": self.reachability_changed,
             "deliveries_changed": self.deliveries_changed,
             "runtime_errors": self.runtime_errors,
+            "abuse_logged": self.abuse_logged,
             "poison": len(self.poison),
         }
 
@@ -263,6 +269,7 @@ async def ingest(db: AsyncSession, entries: Sequence[Entry], *, idle_gap: timede
     message_events = [incoming for incoming in fresh if incoming.type in MESSAGE_TYPES]
     await _conversations(db, message_events, idle_gap, report)
     await _messages(db, message_events, report)
+    await _abuse_log(db, message_events, report)
     await _broadcast_deliveries(db, [i for i in fresh if i.type == BROADCAST_DELIVERY], report)
     await _runtime_errors(db, [i for i in fresh if i.type == RUNTIME_ERROR], report)
     return report
@@ -473,6 +480,34 @@ async def _messages(db: AsyncSession, events: list[Incoming], report: IngestRepo
             for (tenant_id, bot_id, day, provider, model), (requests, tokens_in, tokens_out) in usage.items()
         ],
     )
+
+
+async def _abuse_log(db: AsyncSession, events: list[Incoming], report: IngestReport) -> None:
+    """An abuse log row per guardrail refusal on a channel (idempotent: unique on the event id)."""
+    rows = []
+    for incoming in events:
+        reason = incoming.data.get("blocked") if incoming.type == MESSAGE_OUT else None
+        if not isinstance(reason, str) or not reason:
+            continue
+        assert incoming.chat is not None
+        direction = incoming.data.get("blocked_direction")
+        rows.append(
+            {
+                "id": uuid.uuid4(),
+                "tenant_id": incoming.tenant_id,
+                "bot_id": incoming.bot_id,
+                "conversation_id": incoming.conversation_id,
+                "channel": incoming.chat[1],
+                "chat_external_id": incoming.chat[2],
+                "direction": direction if direction in ("in", "out") else "in",
+                "reason": _clean(reason, ABUSE_REASON_MAX),
+                "matched": _clean(incoming.data.get("matched"), NAME_MAX) or None,
+                "text": _clean(incoming.data.get("question"), ABUSE_TEXT_MAX),
+                "event_id": incoming.key,
+                "created_at": incoming.at,
+            }
+        )
+    report.abuse_logged = await repository.insert_abuse_rows(db, rows)
 
 
 def _bucket(status: str) -> int:

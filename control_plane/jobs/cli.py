@@ -15,6 +15,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from control_plane.settings import get_settings
 
     configure_logging(get_settings().log_level)
+    from control_plane.jobs.model_check import start_in_background
+
+    start_in_background()  # GOOGLE_API_KEY set: are the configured Gemini model ids still served?
     queues = [get_queue(name) for name in (args.queues or QUEUES)]
     worker = Worker(queues, connection=sync_redis())
     worker.work(with_scheduler=True, burst=args.burst, logging_level="WARNING")

@@ -25,4 +25,7 @@ class AbuseLogEntry(IdMixin, TenantScoped, Base):
     reason: Mapped[str] = mapped_column(String(32), index=True)  # GuardReason value or "provider_safety"
     matched: Mapped[str | None] = mapped_column(String(200), default=None)
     text: Mapped[str] = mapped_column(Text, default="")
+    # The runtime event a channel's refusal came from (stored like messages.event_id); None for the test console.
+    # Unique so a redelivered event writes its row once.
+    event_id: Mapped[str | None] = mapped_column(String(120), unique=True, default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
