@@ -24,10 +24,11 @@ built with ``KnowledgeIndex.build(...).to_bytes()``.
 The echo bot and the runtime run side by side and get the same questions, interleaved, one at a time, each in a new
 chat, paced by --interval-ms: background load hits both alike, and the runtime's per-bot (30/s) and per-chat (1/s)
 limiters never hold a reply back, so the figures are latency, not queueing. Part (c) starts its runtimes with
-RUNTIME_HOST_START_BATCH=10 (--start-batch): with the default 50, on a loaded 2-core machine, one tick's synchronous
-start calls (reloadConfig, addProcessGroup, startProcess while 50 runtimes import) blocked the agent's loop for longer
-than RUNTIME_LEASE_TTL, every lease expired and the start never settled. The bench reports lease losses seen during
-its start. Exit status: 0 when every goal is met, 1 when one is missed, 2 when the bench itself failed (logs kept).
+RUNTIME_HOST_START_BATCH=10 (--start-batch). Before the agent ran its supervisord calls on a worker thread, renewed
+leases from a task of its own and capped the runtimes starting at once (RUNTIME_HOST_MAX_STARTING), a batch of 50 on a
+loaded 2-core machine blocked its loop for longer than RUNTIME_LEASE_TTL and every lease expired; ``--start-batch 50``
+checks that this stays fixed. The bench reports lease losses seen during its start. Exit status: 0 when every goal is
+met, 1 when one is missed, 2 when the bench itself failed (logs kept).
 
 Run: .venv/bin/python bench/runtime_bench.py [--messages 300] [--runtimes 100] [--known 500] [--parts abc]
 """

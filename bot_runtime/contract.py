@@ -217,7 +217,9 @@ class RuntimeEvent:
 
     type: ``message.in``, ``message.out`` (text, latency_ms, provider, tokens_in, tokens_out, fallback, sources,
     delivery: sent | failed | blocked), ``broadcast.delivery`` (delivery_id, status, error), ``chat.unreachable``,
-    ``runtime.error``. ``event_id`` makes ingestion idempotent.
+    ``runtime.error``. ``event_id`` makes ingestion idempotent. A ``message.out`` the guardrails refused also
+    carries :func:`blocked_fields` (the control plane writes it to the abuse log); a ``message.in`` over the
+    per-chat rate limit carries ``rate_limited: true``.
     """
 
     event_id: str
@@ -237,6 +239,16 @@ class RuntimeEvent:
         raw = fields.get(b"data", fields.get("data"))
         assert raw is not None
         return cls(**json.loads(raw))
+
+
+def blocked_fields(reason: str, provider: str | None, question: str) -> dict[str, Any]:
+    """``message.out`` data of a guardrail refusal: ``blocked`` (the reason), ``blocked_direction`` (``in``: the
+    customer's message was refused, ``out``: the answer was) and ``question`` (the customer's text)."""
+    return {
+        "blocked": str(reason),
+        "blocked_direction": "in" if provider == "guardrails" else "out",
+        "question": question,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------

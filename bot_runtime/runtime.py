@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -367,6 +367,19 @@ redis.call('SET', KEYS[2], count, 'EX', ARGV[2])
 return count
 """
 
+# KEYS: lease, dedupe marker, sent marker. ARGV: expected lease value ('' when unleased), entry id, dedupe TTL.
+# The whole admission of an inbound entry in one round trip: {0} lease lost (nothing written); {1, 3} a different
+# entry already carried this event id; else {1, 1 fresh | 2 our own redelivery, sent marker exists 0/1}.
+_ADMIT = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0} end
+local status = 1
+if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[3]) then
+  if redis.call('GET', KEYS[2]) ~= ARGV[2] then return {1, 3} end
+  status = 2
+end
+return {1, status, redis.call('EXISTS', KEYS[3])}
+"""
+
 _DELETE_READY_IF_OURS = """
 if redis.call('HGET', KEYS[1], 'pid') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -515,10 +528,13 @@ class Runtime:
     async def ensure_lease(self) -> None:
         """Raise LeaseLost (and stop the runtime) unless the lease still carries our host and fencing token."""
         if not await self._lease_held():
-            self.stop(contract.EXIT_LEASE_LOST, "lease lost")
-            log.error("runtime.lease.lost", extra={"expected": self._lease_value})
-            raise LeaseLost(self.tenant_id)
+            self._lease_lost()
         self._lease_ok_at = time.monotonic()
+
+    def _lease_lost(self) -> NoReturn:
+        self.stop(contract.EXIT_LEASE_LOST, "lease lost")
+        log.error("runtime.lease.lost", extra={"expected": self._lease_value})
+        raise LeaseLost(self.tenant_id)
 
     # -- config -----------------------------------------------------------------------------------------------
 
@@ -785,17 +801,29 @@ class Runtime:
         except Exception as exc:
             await self._dead_letter(entry_id, fields, f"malformed entry: {exc!r}")
             return
-        await self.ensure_lease()
-        dedupe = contract.dedupe_key(self.tenant_id, event.event_id)
-        # The marker holds the entry id, so our own redelivery (same entry) passes and only a different entry
-        # carrying an already seen event id counts as a duplicate.
-        if not await self.redis.set(dedupe, entry_id, nx=True, ex=self.s.dedupe_ttl):
-            if await self.redis.get(dedupe) != entry_id:
-                log.info("runtime.inbound.duplicate", extra={"event_id": event.event_id, "entry_id": entry_id})
-                await self.redis.xack(self.stream, contract.RUNTIME_GROUP, entry_id)
-                return
+        # One round trip: lease check, dedupe marker (it holds the entry id, so our own redelivery of the same entry
+        # passes and only a different entry carrying an already seen event id counts as a duplicate), sent marker.
+        admitted = await self.redis.eval(
+            _ADMIT,
+            3,
+            contract.lease_key(self.tenant_id),
+            contract.dedupe_key(self.tenant_id, event.event_id),
+            contract.sent_key(self.tenant_id, event.event_id),
+            "" if self.s.lease_token is None else self._lease_value,
+            entry_id,
+            self.s.dedupe_ttl,
+        )
+        if not int(admitted[0]):
+            self._lease_lost()
+        self._lease_ok_at = time.monotonic()
+        status = int(admitted[1])
+        if status == 3:
+            log.info("runtime.inbound.duplicate", extra={"event_id": event.event_id, "entry_id": entry_id})
+            await self.redis.xack(self.stream, contract.RUNTIME_GROUP, entry_id)
+            return
+        if status == 2:
             redelivered = True
-        if await self.redis.exists(contract.sent_key(self.tenant_id, event.event_id)):
+        if int(admitted[2]):
             log.info("runtime.inbound.already_sent", extra={"event_id": event.event_id})
             await self.redis.xack(self.stream, contract.RUNTIME_GROUP, entry_id)
             return

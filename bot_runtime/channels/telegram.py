@@ -66,6 +66,7 @@ from bot_runtime.channels.poller import (
 from bot_runtime.crypto import SecretKeyError, decrypt_json
 from bot_runtime.i18n import gettext as _
 from bot_runtime.i18n import normalize_locale, use_locale
+from bot_runtime.ratelimit import RATE_NOTICE, check_chat_rate
 from bot_runtime.runtime import (
     HandlerContext,
     Runtime,
@@ -83,7 +84,7 @@ log = logging.getLogger("bot_runtime.telegram")
 
 CHANNEL = "telegram"
 TYPING_EVERY_SECONDS = 4.0  # the "typing…" status lasts ≤ 5 s
-TYPING_SETTLE_SECONDS = 2.0
+TYPING_AFTER_SECONDS = 0.3  # answers quicker than this show no "typing…" at all
 HISTORY_TURNS = 6
 HISTORY_CHATS = 2000
 INIT_TIMEOUT_SECONDS = 15.0
@@ -349,6 +350,7 @@ class TelegramChannel:
         self._artifact_redis: Redis | None = None
         self._redis_url: str | None = None
         self._apply_lock = asyncio.Lock()
+        self._typing_tasks: set[asyncio.Task[None]] = set()
 
     # -- configuration --------------------------------------------------------------------------------------------
 
@@ -526,6 +528,8 @@ class TelegramChannel:
 
     async def aclose(self) -> None:
         """Stop pollers and close every Application's HTTP clients (a shutdown hook)."""
+        for task in list(self._typing_tasks):
+            task.cancel()
         for bot_id in list(self._bots):
             await self._drop(bot_id)
         if self._artifact_redis is not None:
@@ -648,7 +652,9 @@ class TelegramChannel:
                 )
             )
         answer_ms = round((time.monotonic() - started) * 1000)
-        delivery = await self._reply(entry, update, result.text, language=result.language or language, answer=result)
+        delivery = await self._reply(
+            entry, update, result.text, language=result.language or language, answer=result, question=question
+        )
         if delivery == Delivery.SENT:
             history.append(("user", question))
             history.append(("assistant", result.text))
@@ -692,7 +698,10 @@ class TelegramChannel:
         ctx = entry.ctx
         message = update.effective_message
         assert message is not None
-        allowed = await ctx.count_message()
+        rate = await check_chat_rate(
+            ctx.redis, ctx.tenant_id, entry.bot.id, CHANNEL, str(message.chat_id), event_id=ctx.event.event_id
+        )
+        allowed = rate.allowed and await ctx.count_message()
         data: dict[str, Any] = {
             "text": text if text is not None else (message.text or message.caption or ""),
             "message_id": message.message_id,
@@ -700,11 +709,19 @@ class TelegramChannel:
             "edited": update.edited_message is not None,
             "language": language,
         }
-        if not allowed:
+        if not rate.allowed:
+            data["rate_limited"] = True
+        elif not allowed:
             data["over_limit"] = True
         ctx.emit("message.in", channel=CHANNEL, chat=_chat_info(update), data=data)
         if allowed:
             return True
+        if not rate.allowed:
+            if rate.notice:  # once per window, then nothing until it ends
+                with use_locale(language):
+                    notice = _(RATE_NOTICE, seconds=rate.retry_after)
+                await self._reply(entry, update, notice, language=language)
+            return False
         chat_key = f"tg:{entry.bot.id}:{message.chat_id}"
         if await ctx.runtime.should_send_limit_notice(ctx.config, chat_key):
             with use_locale(language):
@@ -721,6 +738,7 @@ class TelegramChannel:
         language: str,
         answer: AnswerResult | None = None,
         limit_notice: bool = False,
+        question: str = "",
     ) -> str:
         """Send ``text`` (escaped, split) to the update's chat and emit ``message.out``. Returns the delivery."""
         message = update.effective_message
@@ -744,6 +762,8 @@ class TelegramChannel:
         }
         if limit_notice:
             data["limit_notice"] = True
+        if answer is not None and answer.blocked:
+            data.update(contract.blocked_fields(answer.blocked, answer.provider, question))
         entry.ctx.emit("message.out", channel=CHANNEL, chat=_chat_info(update), data=data)
         return delivery
 
@@ -821,32 +841,40 @@ class TelegramChannel:
 
     @contextlib.asynccontextmanager
     async def _typing(self, connected: ConnectedBot, chat_id: int) -> AsyncIterator[None]:
-        """Show "typing…" until the block ends (repeated, since the status fades after ~5 s). Best effort.
+        """Show "typing…" while the block runs longer than ``TYPING_AFTER_SECONDS`` (repeated, since the status
+        fades after ~5 s). Best effort.
 
-        The first action runs alongside the answer (no added latency), but the block's end waits for an action in
-        flight: one landing after the answer would show "typing…" under a finished reply.
+        A quick answer shows none: the reply itself is the feedback, and an action request would only compete with
+        it. The block's end never waits on an action: one in flight is left to finish by itself (cancelling it would
+        cost ptb its pooled connection), the timer is simply cancelled.
         """
-        idle = asyncio.Event()
+        done = False
+        sending = False
 
         async def keep_typing() -> None:
-            while True:
-                idle.clear()
+            nonlocal sending
+            await asyncio.sleep(TYPING_AFTER_SECONDS)
+            while not done:
+                sending = True
                 try:
                     with contextlib.suppress(TelegramError, OSError):
                         await connected.bot.send_chat_action(chat_id, ChatAction.TYPING)
                 finally:
-                    idle.set()
+                    sending = False
+                if done:
+                    return
                 await asyncio.sleep(TYPING_EVERY_SECONDS)
 
         task = asyncio.create_task(keep_typing(), name=f"telegram-typing {chat_id}")
         try:
             yield
         finally:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(idle.wait(), TYPING_SETTLE_SECONDS)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            done = True
+            if sending:
+                self._typing_tasks.add(task)  # a strong reference until its request is over
+                task.add_done_callback(self._typing_tasks.discard)
+            else:
+                task.cancel()
 
     def _unreachable(self, entry: _Entry, update: Update, reason: str) -> None:
         log.info("telegram.chat.unreachable", extra={"bot_id": entry.bot.id, "reason": reason})

@@ -27,6 +27,7 @@ from bot_runtime import contract
 from bot_runtime.answering.tenant import TenantAnswerer
 from bot_runtime.i18n import N_, normalize_locale, use_locale
 from bot_runtime.i18n import gettext as _
+from bot_runtime.ratelimit import RATE_NOTICE, check_chat_rate
 from bot_runtime.runtime import HandlerContext, Runtime, register_handler, register_shutdown
 
 if TYPE_CHECKING:
@@ -154,6 +155,17 @@ async def handle_message(ctx: HandlerContext) -> None:
             ctx.emit("message.in", channel=CHANNEL, chat=chat, data=_in_data(text, language, reply_to, dropped=True))
             ctx.emit("message.out", channel=CHANNEL, chat=chat, data=_out_data(ctx, notice, language, reply_to))
         return
+    rate = await check_chat_rate(ctx.redis, ctx.tenant_id, bot.id, CHANNEL, visitor_id, event_id=event.event_id)
+    if not rate.allowed:
+        data = _in_data(text, language, reply_to)
+        data["rate_limited"] = True
+        ctx.emit("message.in", channel=CHANNEL, chat=chat, data=data)
+        if rate.notice:  # once per window, then nothing until it ends
+            with use_locale(hint or language):
+                notice = _(RATE_NOTICE, seconds=rate.retry_after)
+            await _reply(ctx, key, notice, reply_to, notice_kind="rate")
+            ctx.emit("message.out", channel=CHANNEL, chat=chat, data=_out_data(ctx, notice, language, reply_to))
+        return
     allowed = await ctx.count_message()
     ctx.emit("message.in", channel=CHANNEL, chat=chat, data=_in_data(text, language, reply_to, over_limit=not allowed))
     if not allowed:
@@ -169,12 +181,10 @@ async def handle_message(ctx: HandlerContext) -> None:
     result = await answerer(ctx.runtime).answer(ctx.config, bot, text, history=history, language_hint=hint)
     answer_ms = round((time.monotonic() - started) * 1000)
     await _reply(ctx, key, result.text, reply_to)
-    ctx.emit(
-        "message.out",
-        channel=CHANNEL,
-        chat=chat,
-        data=_out_data(ctx, result.text, result.language or language, reply_to, answer=result),
-    )
+    data = _out_data(ctx, result.text, result.language or language, reply_to, answer=result)
+    if result.blocked:
+        data.update(contract.blocked_fields(result.blocked, result.provider, text))
+    ctx.emit("message.out", channel=CHANNEL, chat=chat, data=data)
     log.info(
         "widget.answered",
         extra={"tenant_id": ctx.tenant_id, "bot_id": bot.id, "answer_ms": answer_ms, "provider": result.provider},

@@ -1,10 +1,13 @@
 """The runtime host agent (``botfactory runtime-host``): leases tenants and runs them under its own supervisord.
 
-Every tick (about 1 s) the agent heartbeats its host key, renews its leases, looks at its processes, and reads
-the desired-runtimes set: a desired tenant that nobody leases (and that is not held by an operator) is leased
-(SET NX PX, ``host:fencing-token``) and started, or kept idle if its idle marker is set; a tenant that is no longer
-desired, or held, is stopped and its lease released; a lease that expired with its host is simply free, so a living
-host takes it over.
+A keep-alive task heartbeats the host key and renews the leases about every second, on its own: it never waits on
+supervisord, whose XML-RPC calls all run on one worker thread (a batch of starts can take seconds while runtimes
+import). Every tick (about 1 s) the agent looks at its processes and reads the desired-runtimes set: a desired tenant
+that nobody leases (and that is not held by an operator) is leased (SET NX PX, ``host:fencing-token``) and started, or
+kept idle if its idle marker is set; a tenant that is no longer desired, or held, is stopped and its lease released; a
+lease that expired with its host is simply free, so a living host takes it over. Starts go through a queue: at most
+``max_starting`` runtimes (RUNTIME_HOST_MAX_STARTING, default 10) are starting (spawned, not ready yet) at once, and no
+lease is taken for a runtime there is no slot for.
 
 Exits are counted: a runtime that dies ``crash_limit`` times within ``crash_window`` seconds is crash-looping: its
 program is removed and it is retried after 1, 2, 4 … minutes (capped), while the host keeps its lease so the crash
@@ -24,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import importlib
 import json
 import logging
@@ -37,9 +41,11 @@ import sys
 import time
 import xmlrpc.client
 from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
@@ -50,6 +56,7 @@ from bot_runtime.host.supervisor import RUNNING_STATES, Supervisord, pid_alive, 
 from bot_runtime.lease import Lease
 
 log = logging.getLogger("bot_runtime.host")
+T = TypeVar("T")
 
 TENANT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 HOST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -132,6 +139,10 @@ class HostConfig:
     stable_after: float = 600.0  # a runtime up this long forgets its crash-loop history
     stop_grace: float = 6.0
     start_batch: int = 50  # programs started per tick at most
+    # Runtimes that may be starting (spawned, not ready yet) at once: 50 importing together on a small machine starve
+    # supervisord and the agent alike. One that has not reported ready after ``start_slot_seconds`` frees its slot.
+    max_starting: int = 10
+    start_slot_seconds: float = 60.0
     max_runtimes: int | None = None
     inet_port: int | None = None
     # Modules with ``async def host_service(agent: HostAgent) -> None``, run beside the agent for its lifetime
@@ -166,6 +177,7 @@ class HostConfig:
             backoff_cap=_env_float(env, "RUNTIME_CRASH_BACKOFF_MAX_SECONDS", 3600.0),
             stable_after=_env_float(env, "RUNTIME_CRASH_STABLE_SECONDS", 600.0),
             start_batch=int(_env_float(env, "RUNTIME_HOST_START_BATCH", 50)),
+            max_starting=max(1, int(_env_float(env, "RUNTIME_HOST_MAX_STARTING", 10))),
             max_runtimes=int(max_runtimes) if max_runtimes else None,
             inet_port=int(inet_port) if inet_port else None,
             services=list(dict.fromkeys([*DEFAULT_SERVICES, *extra_services])),
@@ -174,6 +186,10 @@ class HostConfig:
     @property
     def lease_ttl_ms(self) -> int:
         return int(self.lease_ttl * 1000)
+
+    @property
+    def renew_every(self) -> float:
+        return min(self.tick, self.lease_ttl / 3)
 
 
 @dataclass(eq=False)
@@ -192,6 +208,7 @@ class Managed:
     last_error: str = ""
     exit_status: int | None = None
     loaded: bool = False  # program file written and group added
+    queued: bool = False  # waiting in the agent's start queue (state "starting", nothing spawned yet)
     after_stop: str = ""  # what to do once the process is down: forget | restart
     final_state: str = "stopped"
     reason: str = ""
@@ -266,6 +283,10 @@ class HostAgent:
         self._lock_handle: IO[str] | None = None
         self._warned: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
+        self._start_queue: dict[str, Managed] = {}
+        # Every slow supervisord call (reloadConfig, a start batch, getAllProcessInfo) runs on this one thread, so
+        # the loop keeps renewing leases and serving listeners while supervisord is busy spawning runtimes.
+        self._rpc_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="supervisord-rpc")
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -304,6 +325,7 @@ class HostAgent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         listeners = [
+            asyncio.create_task(self._keep_alive(), name="keepalive"),
             asyncio.create_task(self._listen_pubsub(), name="pubsub"),
             asyncio.create_task(self._listen_control(), name="control"),
             *(asyncio.create_task(self._run_service(name), name=name) for name in self.cfg.services),
@@ -314,6 +336,9 @@ class HostAgent:
             while not self._stopping.is_set():
                 self._kick.clear()  # before draining: a wake that lands during the tick is not slept through
                 await self._drain_actions()
+                if self._start_queue:
+                    await self._mark_ready()  # a ready runtime frees its start slot for the next one now
+                await self._flush_starts()
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + self.cfg.tick
                     try:
@@ -329,6 +354,8 @@ class HostAgent:
                 if not self._actions.empty():
                     continue
                 wait = max(0.0, next_tick - time.monotonic())
+                if self._start_queue:
+                    wait = min(wait, 0.2)  # runtimes wait for start slots: look for ready ones more often
                 stopping = [managed for managed in self.managed.values() if managed.state == "stopping"]
                 if stopping:
                     # Finish stops (and operator restarts) within ~0.1 s rather than at the next tick.
@@ -351,6 +378,7 @@ class HostAgent:
     async def shutdown(self) -> None:
         """Stop every runtime (in parallel), then release the leases, then stop supervisord."""
         log.info("host.stopping", extra={"runtimes": len(self.managed)})
+        self._rpc_thread.shutdown(wait=True)  # a start batch in flight finishes first, so its programs get stopped
         await self._drain_actions()  # pending "forget"s release their leases; wakes and commands are refused now
         with contextlib.suppress(OSError, xmlrpc.client.Error):
             for managed in self.managed.values():
@@ -369,6 +397,7 @@ class HostAgent:
                 managed.pid = 0
                 await self._write_stats(managed)
         self.managed.clear()
+        self._start_queue.clear()
         self.supervisor.shutdown()
         self.supervisor.clear_programs()
         with contextlib.suppress(RedisError, OSError):
@@ -382,13 +411,31 @@ class HostAgent:
 
     # -- the tick ---------------------------------------------------------------------------------------------
 
+    async def _rpc(self, call: Callable[..., T], *args: Any) -> T:
+        """Run a (blocking) supervisord call on the agent's supervisord thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._rpc_thread, functools.partial(call, *args))
+
+    async def _keep_alive(self) -> None:
+        """Heartbeat and lease renewal on their own schedule: they never wait on supervisord or on the tick."""
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            try:
+                await self._heartbeat()
+                await self._renew()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("host.keepalive.failed", extra={"error": repr(exc)})
+            except Exception:
+                log.exception("host.keepalive.failed")
+            await asyncio.sleep(max(0.05, self.cfg.renew_every - (time.monotonic() - started)))
+
     async def tick(self) -> None:
-        await self._heartbeat()
-        await self._renew()
-        self._observe_processes()
+        self._observe_processes(await self._rpc(self.supervisor.all_info))
         await self._mark_ready()
         await self._reconcile()
         await self._retry_crash_looping()
+        await self._flush_starts()
         if time.monotonic() >= self._next_stats:
             self._next_stats = time.monotonic() + self.cfg.stats_every
             await self._publish_stats()
@@ -422,17 +469,19 @@ class HostAgent:
         self._live_hosts = max(1, len(hosts) - len(dead))
 
     async def _renew(self) -> None:
-        held = list(self.managed.values())
+        held = [managed for managed in self.managed.values() if not managed.lost]
         results = await leases.renew_many(self.redis, [managed.lease for managed in held], self.cfg.lease_ttl_ms)
         for managed, ok in zip(held, results, strict=True):
             if not ok and not managed.lost:
                 log.error("host.lease.lost", extra={"tenant_id": managed.tenant_id})
                 managed.lost = True
-                self._stop(managed, after="forget", final_state="stopped", reason="lease lost")
+                self._actions.put_nowait(("lease-lost", managed))  # stopped by the main loop, which owns programs
+                self._kick.set()
 
-    def _observe_processes(self) -> None:
-        info = self.supervisor.all_info()
+    def _observe_processes(self, info: dict[str, dict[str, Any]]) -> None:
         for managed in list(self.managed.values()):
+            if managed.queued:
+                continue
             if not managed.loaded:
                 if managed.state == "starting":  # supervisord refused the program: count it as a failed start
                     self._handle_exit(managed, None)
@@ -511,7 +560,11 @@ class HostAgent:
         self._start(managed)
 
     async def _mark_ready(self) -> None:
-        starting = [managed for managed in self.managed.values() if managed.state == "starting" and managed.pid]
+        starting = [
+            managed
+            for managed in self.managed.values()
+            if managed.state == "starting" and managed.pid and not managed.queued
+        ]
         if not starting:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -543,6 +596,7 @@ class HostAgent:
             flat = await pipe.execute()
         free: list[str] = []
         batch: list[Managed] = []
+        room = min(self.cfg.start_batch, self._start_slots() - len(self._start_queue))
         active = 0
         idle_tenants: set[str] = set()
         for index, tenant_id in enumerate(tenants):
@@ -556,13 +610,13 @@ class HostAgent:
             if idle:
                 idle_tenants.add(tenant_id)
             if managed:
-                if managed.state == "idle" and not idle and len(batch) < self.cfg.start_batch:
+                if managed.state == "idle" and not idle and len(batch) < room:
                     batch.append(managed)  # woken, but the wake notice was lost (pub/sub drops): start it now
                 continue
             holder = leases.parse(lease_value)
             if holder is None:
                 free.append(tenant_id)
-            elif holder[0] == self.host_id and (idle or len(batch) < self.cfg.start_batch):
+            elif holder[0] == self.host_id and (idle or len(batch) < room):
                 # Ours from before an agent restart (same host id): adopt it with its token.
                 log.info("host.lease.adopted", extra={"tenant_id": tenant_id, "token": holder[1]})
                 adopted = self._take(Lease(tenant_id, self.host_id, holder[1]))
@@ -571,13 +625,14 @@ class HostAgent:
                 else:
                     batch.append(adopted)
         # Take no more than a fair share, so hosts that start together split the tenants between them, and no more
-        # than a batch per tick: supervisord's reloadConfig grows with its program count, and leases need renewing.
+        # than a batch per tick (nor more than the free start slots): supervisord's reloadConfig grows with its
+        # program count, and a lease taken for a runtime this host cannot start yet is better left to another host.
         share = math.ceil(active / self._live_hosts) + 1
         if self.cfg.max_runtimes is not None:
             share = min(share, self.cfg.max_runtimes)
         random.shuffle(free)
         for tenant_id in free:
-            if len(self.managed) >= share or len(batch) >= self.cfg.start_batch:
+            if len(self.managed) >= share or len(batch) >= room:
                 break
             acquired = await self._acquire(tenant_id)
             if acquired is None:
@@ -618,45 +673,90 @@ class HostAgent:
                 log.info("host.runtime.retry", extra={"tenant_id": managed.tenant_id, "level": managed.crash_level})
                 self._restart_now(managed)
 
-    # -- program control (synchronous XML-RPC, a few ms each) ------------------------------------------------
+    # -- program control ----------------------------------------------------------------------------------------
 
     def _start(self, managed: Managed) -> None:
         self._start_many([managed])
 
     def _start_many(self, batch: list[Managed]) -> None:
-        """Start programs without waiting on startsecs; new program files cost one reloadConfig per batch."""
-        if not batch:
-            return
-        fresh = [managed for managed in batch if not managed.loaded]
-        for managed in fresh:
-            self.supervisor.write_program(
-                managed.tenant_id, {"TENANT": managed.tenant_id, "RUNTIME_LEASE_TOKEN": str(managed.lease.token)}
-            )
-        if fresh:
-            self.supervisor.reload()
+        """Queue programs to start; ``_flush_starts`` spawns them as start slots free up."""
         for managed in batch:
-            try:
-                if not managed.loaded:
-                    self.supervisor.add_program(managed.tenant_id)
-                    managed.loaded = True
-                self.supervisor.start_process(managed.name)
-            except xmlrpc.client.Fault as fault:
-                # Counted as an exit on the next tick (the process info says FATAL / the program is missing).
-                managed.last_error = f"spawn failed: {fault.faultString}"[:500]
-                log.error(
-                    "host.runtime.spawn_failed", extra={"tenant_id": managed.tenant_id, "error": fault.faultString}
-                )
             managed.state = "starting"
-            managed.started_at = time.time()
             managed.after_stop = ""
-        info = self.supervisor.all_info() if len(batch) > 3 else {}
+            managed.pid = 0
+            managed.queued = True
+            self._start_queue[managed.tenant_id] = managed
+
+    def _start_slots(self) -> int:
+        """How many more runtimes may start now (``max_starting`` minus those spawned and not ready yet)."""
+        since = time.time() - self.cfg.start_slot_seconds
+        starting = sum(
+            1
+            for managed in self.managed.values()
+            if managed.state == "starting" and not managed.queued and managed.started_at > since
+        )
+        return self.cfg.max_starting - starting
+
+    async def _flush_starts(self) -> None:
+        """Spawn queued programs, as many as there are free start slots, with their XML-RPC calls off the loop."""
+        for tenant_id, managed in list(self._start_queue.items()):
+            if not managed.queued or self.managed.get(tenant_id) is not managed:
+                del self._start_queue[tenant_id]
+        room = min(self._start_slots(), self.cfg.start_batch, len(self._start_queue))
+        if room <= 0:
+            return
+        batch = list(self._start_queue.values())[:room]
+        plan = [(managed.tenant_id, managed.lease.token, managed.loaded) for managed in batch]
+        try:
+            results = await self._rpc(self._spawn, plan)
+        except (OSError, xmlrpc.client.Error) as exc:
+            log.warning("host.start.failed", extra={"runtimes": len(batch), "error": repr(exc)})
+            return  # still queued: tried again on the next pass
         for managed in batch:
-            with contextlib.suppress(xmlrpc.client.Fault):
-                item = info.get(managed.name) or self.supervisor.rpc("getProcessInfo", managed.name)
-                managed.pid = int(item.get("pid") or 0)
+            self._start_queue.pop(managed.tenant_id, None)
+            managed.queued = False
+            loaded, pid, error = results[managed.tenant_id]
+            managed.loaded = managed.loaded or loaded
+            managed.pid = pid
+            managed.started_at = time.time()
+            if error:
+                # Counted as an exit on the next tick (the process info says FATAL / the program is missing).
+                managed.last_error = f"spawn failed: {error}"[:500]
+                log.error("host.runtime.spawn_failed", extra={"tenant_id": managed.tenant_id, "error": error})
             log.info("host.runtime.started", extra={"tenant_id": managed.tenant_id, "pid": managed.pid})
 
+    def _spawn(self, plan: list[tuple[str, int, bool]]) -> dict[str, tuple[bool, int, str]]:
+        """On the supervisord thread: write new program files, one reloadConfig, then add and start each program
+        without waiting on startsecs. Returns tenant id → (loaded, pid, error)."""
+        fresh = [tenant_id for tenant_id, _token, loaded in plan if not loaded]
+        for tenant_id, token, loaded in plan:
+            if not loaded:
+                self.supervisor.write_program(tenant_id, {"TENANT": tenant_id, "RUNTIME_LEASE_TOKEN": str(token)})
+        if fresh:
+            self.supervisor.reload()
+        results: dict[str, tuple[bool, int, str]] = {}
+        for tenant_id, _token, loaded in plan:
+            error = ""
+            try:
+                if not loaded:
+                    self.supervisor.add_program(tenant_id)
+                    loaded = True
+                self.supervisor.start_process(program_name(tenant_id))
+            except xmlrpc.client.Fault as fault:
+                error = fault.faultString
+            results[tenant_id] = (loaded, 0, error)
+        info: dict[str, dict[str, Any]] = {}
+        with contextlib.suppress(OSError, xmlrpc.client.Error):
+            info = self.supervisor.all_info()
+        for tenant_id, (loaded, _pid, error) in results.items():
+            item = info.get(program_name(tenant_id)) or {}
+            results[tenant_id] = (loaded, int(item.get("pid") or 0), error)
+        return results
+
     def _stop(self, managed: Managed, *, after: str, final_state: str, reason: str) -> None:
+        if managed.queued:  # never spawned: just leave the queue
+            managed.queued = False
+            self._start_queue.pop(managed.tenant_id, None)
         managed.after_stop = "forget" if managed.lost else after
         managed.final_state = final_state
         managed.reason = reason
@@ -699,6 +799,9 @@ class HostAgent:
                     await self._command(value)
                 elif kind == "exited-clean":
                     await self._exited_clean(value)
+                elif kind == "lease-lost":
+                    if self.managed.get(value.tenant_id) is value and value.state != "stopping":
+                        self._stop(value, after="forget", final_state="stopped", reason="lease lost")
                 elif kind == "forget":
                     if not value.lost:
                         await leases.release(self.redis, value.lease)

@@ -151,7 +151,8 @@ class Supervisord:
             socket_path = Path(tempfile.gettempdir()) / f"bf-supervisor-{digest}.sock"
         self.socket_path = socket_path
         self.process: subprocess.Popen[bytes] | None = None
-        self._proxy: xmlrpc.client.ServerProxy | None = None
+        # One XML-RPC connection per thread: the agent calls from its loop and from its supervisord worker thread.
+        self._local = threading.local()
 
     # -- files ------------------------------------------------------------------------------------------------
 
@@ -297,17 +298,23 @@ class Supervisord:
     # -- XML-RPC ----------------------------------------------------------------------------------------------
 
     def _close(self) -> None:
-        if self._proxy is not None:
+        proxy = getattr(self._local, "proxy", None)
+        if proxy is not None:
             with contextlib.suppress(Exception):
-                self._proxy("close")()
-        self._proxy = None
+                proxy("close")()
+        self._local.proxy = None
 
     def rpc(self, method: str, *args: Any) -> Any:
-        """Call ``supervisor.<method>``; a broken connection is dropped so the next call reconnects."""
-        if self._proxy is None:
-            self._proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=_Transport(str(self.socket_path)))
+        """Call ``supervisor.<method>``; a broken connection is dropped so the next call reconnects.
+
+        Safe from several threads: each thread has its own connection.
+        """
+        proxy = getattr(self._local, "proxy", None)
+        if proxy is None:
+            proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=_Transport(str(self.socket_path)))
+            self._local.proxy = proxy
         try:
-            return getattr(self._proxy.supervisor, method)(*args)
+            return getattr(proxy.supervisor, method)(*args)
         except xmlrpc.client.Fault:
             raise
         except (OSError, xmlrpc.client.ProtocolError):

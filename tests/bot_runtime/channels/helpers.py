@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -22,9 +23,12 @@ class ScriptedAnswers:
 
     text: str | None = None
     questions: list[Question] = field(default_factory=list)
+    delay: float = 0.0  # seconds each answer takes
 
     async def __call__(self, question: Question) -> AnswerResult:
         self.questions.append(question)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         return AnswerResult(
             text=self.text if self.text is not None else f"Answer: {question.text}",
             provider="scripted",

@@ -56,9 +56,24 @@ async def test_help(channel: TelegramChannel, runtime: Runtime, telegram: FakeTe
     assert "/start" in text and "/help" in text
 
 
-async def test_text_is_answered_with_typing_and_events(
-    channel: TelegramChannel, runtime: Runtime, telegram: FakeTelegramAPI, answers: ScriptedAnswers
+async def test_quick_answer_shows_no_typing(
+    channel: TelegramChannel, runtime: Runtime, telegram: FakeTelegramAPI
 ) -> None:
+    await process(channel, runtime, telegram.push_text(TOKEN, CHAT, "Hello there, how are you?"))
+
+    assert telegram.sent_texts(TOKEN, CHAT) == ["Answer: Hello there, how are you?"]
+    assert telegram.chat_actions(TOKEN, CHAT) == []
+
+
+async def test_text_is_answered_with_typing_and_events(
+    channel: TelegramChannel,
+    runtime: Runtime,
+    telegram: FakeTelegramAPI,
+    answers: ScriptedAnswers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("bot_runtime.channels.telegram.TYPING_AFTER_SECONDS", 0.05)
+    answers.delay = 0.5  # a slow answer: "typing…" shows while it is made
     update = telegram.push_text(TOKEN, CHAT, "How much is delivery to Samarkand?", username="alice")
 
     ctx = await process(channel, runtime, update)

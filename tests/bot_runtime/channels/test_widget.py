@@ -260,3 +260,35 @@ async def test_the_runtime_core_answers_a_widget_message_end_to_end() -> None:
         assert await asyncio.wait_for(task, 10) == 0
         await redis.aclose()
     assert runtime.handler_for("widget.message") is not None
+
+
+async def test_over_the_per_chat_rate_limit_one_notice_per_window_and_no_answer(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNTIME_CHAT_MESSAGES_PER_MINUTE", "2")
+    visitor = secrets.token_urlsafe(16)
+    answered = [await handle(rt, message_event(rt, visitor, "Do you deliver to Samarkand?")) for _ in range(2)]
+    over = await handle(rt, message_event(rt, visitor, "Какие у вас часы работы?", language="ru"))
+    again = await handle(rt, message_event(rt, visitor, "Hello?"))
+    other = await handle(rt, message_event(rt, secrets.token_urlsafe(16), "Do you deliver to Samarkand?"))
+    assert all(ctx.sent for ctx in answered) and other.sent
+    entries = await conversation(rt, visitor)
+    assert [e.get("notice") for e in entries] == [None, None, "rate"]
+    assert entries[2]["text"].startswith("Вы отправляете сообщения слишком часто")
+    assert over.events[0].data["rate_limited"] is True and over.events[1].type == "message.out"
+    assert [e.type for e in again.events] == ["message.in"] and again.events[0].data["rate_limited"] is True
+    assert not again.sent
+    # A rate-limited message does not use up the plan's daily quota.
+    usage = await rt.redis.get(contract.usage_key(rt.tenant_id, runtime.utc_day()))
+    assert int(usage) == 3
+
+
+async def test_a_refused_message_carries_the_block_reason_for_the_abuse_log(rt: Runtime) -> None:
+    visitor = secrets.token_urlsafe(16)
+    text = "Do you deliver? " + "x" * 2100
+    ctx = await handle(rt, message_event(rt, visitor, text))
+    out = ctx.events[-1]
+    assert out.type == "message.out"
+    assert (out.data["blocked"], out.data["blocked_direction"], out.data["question"]) == ("too_long", "in", text)
+    fine = await handle(rt, message_event(rt, visitor, "Do you deliver to Samarkand?"))
+    assert "blocked" not in fine.events[-1].data
