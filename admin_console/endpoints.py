@@ -7,8 +7,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from admin_console import repository
-from admin_console.schemas import AdminAbusePage, AdminLoginIn, AdminTenantPage, AdminTokenOut
+from admin_console import repository, service
+from admin_console.schemas import (
+    AdminAbusePage,
+    AdminLoginIn,
+    AdminTenantPage,
+    AdminTenantStatusOut,
+    AdminTokenOut,
+)
 from control_plane.accounts.admin import admin_sign_in
 from control_plane.accounts.auth import PlatformAdmin
 from control_plane.kit.db import SessionDep
@@ -36,6 +42,28 @@ async def tenants(
     """Every tenant, newest first; ``q`` matches the tenant name or a member's email."""
     items, total = await repository.list_tenants(db, query=q.strip(), limit=limit, offset=offset)
     return AdminTenantPage(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.post("/tenants/{tenant_id}/suspend")
+async def suspend_tenant(
+    tenant_id: uuid.UUID, admin: PlatformAdmin, request: Request, db: SessionDep
+) -> AdminTenantStatusOut:
+    """Suspend a tenant: its runtime stops; webhooks are still acknowledged and their messages wait."""
+    tenant = await service.set_tenant_status(
+        db, tenant_id, "suspended", actor_user_id=admin.user.id if admin.user else None, ip=client_ip(request)
+    )
+    return AdminTenantStatusOut(id=tenant.id, status=tenant.status)
+
+
+@router.post("/tenants/{tenant_id}/resume")
+async def resume_tenant(
+    tenant_id: uuid.UUID, admin: PlatformAdmin, request: Request, db: SessionDep
+) -> AdminTenantStatusOut:
+    """Lift a suspension: the tenant's runtime starts again (when its plan is paid and a bot is enabled)."""
+    tenant = await service.set_tenant_status(
+        db, tenant_id, "active", actor_user_id=admin.user.id if admin.user else None, ip=client_ip(request)
+    )
+    return AdminTenantStatusOut(id=tenant.id, status=tenant.status)
 
 
 @router.get("/abuse-log")

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from admin_console import repository
+from admin_console import repository, service
 from admin_console.auth import AdminPagePrincipal, clear_admin_cookie, set_admin_cookie
 from admin_console.schemas import AdminLoginIn
 from control_plane.accounts.admin import admin_sign_in
@@ -16,7 +16,7 @@ from control_plane.accounts.auth import check_csrf
 from control_plane.accounts.pages import form_page, read_form, undo, validate_form
 from control_plane.jobs import model_check
 from control_plane.kit.db import SessionDep
-from control_plane.kit.errors import AppError
+from control_plane.kit.errors import AppError, Forbidden, NotFound
 from control_plane.kit.pages import Lang, client_ip
 from control_plane.kit.redis import get_redis
 from control_plane.kit.templating import render
@@ -98,6 +98,26 @@ async def tenants_page(request: Request, lang: Lang, admin: AdminPagePrincipal, 
             "has_next": page * PAGE_SIZE < total,
         },
     )
+
+
+@router.post("/{lang}/admin/tenants/{tenant_id}/{action}")
+async def tenant_status_submit(
+    request: Request, lang: Lang, tenant_id: uuid.UUID, action: str, admin: AdminPagePrincipal, db: SessionDep
+) -> Response:
+    """Suspend or resume a tenant from the tenants page (CSRF-checked form)."""
+    await check_csrf(request)
+    if admin is None:
+        raise Forbidden()
+    if action not in ("suspend", "resume"):
+        raise NotFound()
+    await service.set_tenant_status(
+        db,
+        tenant_id,
+        "suspended" if action == "suspend" else "active",
+        actor_user_id=admin.user.id if admin.user is not None else None,
+        ip=client_ip(request),
+    )
+    return RedirectResponse(f"/{lang}/admin/tenants", status_code=303)
 
 
 def _page_number(request: Request) -> int:

@@ -64,3 +64,8 @@ class AdminAbusePage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class AdminTenantStatusOut(BaseModel):
+    id: uuid.UUID
+    status: str

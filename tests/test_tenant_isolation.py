@@ -97,7 +97,7 @@ ALLOW_LIST: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/widget/{public_id}/messages"): "public website widget: a visitor's message",
     ("GET", "/api/v1/widget/{public_id}/history"): "public website widget: the visitor's own chat, by visitor id",
     ("GET", "/api/v1/widget/{public_id}/stream"): "public website widget: the visitor's own answers, by visitor id",
-    # The runtimes console addresses runtimes by tenant id across every tenant on purpose. Its id-free routes
+    # The runtimes console and tenant suspension address tenants by id across every tenant on purpose. Its id-free routes
     # (/api/v1/admin/runtimes, /api/v1/admin/hosts, /{lang}/admin/runtimes) stay in the leak scan below.
     **dict.fromkeys(
         [
@@ -108,6 +108,9 @@ ALLOW_LIST: dict[tuple[str, str], str] = {
             ("GET", "/api/v1/admin/runtimes/{tenant_id}/logs"),
             ("GET", "/{lang}/admin/runtimes/{tenant_id}"),
             ("POST", "/{lang}/admin/runtimes/{tenant_id}/{command}"),
+            ("POST", "/api/v1/admin/tenants/{tenant_id}/suspend"),
+            ("POST", "/api/v1/admin/tenants/{tenant_id}/resume"),
+            ("POST", "/{lang}/admin/tenants/{tenant_id}/{action}"),
         ],
         "platform admin only; non-admins get 403 (the GET page: the admin sign-in), tested in tests/admin_console",
     ),
