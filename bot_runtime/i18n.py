@@ -10,9 +10,8 @@ import contextlib
 import contextvars
 from collections.abc import Iterator
 from functools import lru_cache
+from gettext import GNUTranslations, NullTranslations
 from pathlib import Path
-
-from babel.support import LazyProxy, NullTranslations, Translations
 
 LOCALES: tuple[str, ...] = ("uz", "ru", "en")
 DEFAULT_LOCALE = "en"
@@ -27,7 +26,14 @@ def translations_for(locale: str) -> NullTranslations:
     """Load (once) the compiled catalog for ``locale``; unknown locales fall back to the msgids (English)."""
     if locale not in LOCALES:
         locale = DEFAULT_LOCALE
-    return Translations.load(str(LOCALE_DIR), locales=[locale], domain=DOMAIN)
+    # The stdlib reader, not babel.support: Babel would pull in its locale data (babel.core/dates/numbers) for
+    # nothing more than reading a .mo file, which costs every runtime memory.
+    path = LOCALE_DIR / locale / "LC_MESSAGES" / f"{DOMAIN}.mo"
+    try:
+        with path.open("rb") as fp:
+            return GNUTranslations(fp)
+    except FileNotFoundError:
+        return NullTranslations()
 
 
 def normalize_locale(value: str | None) -> str | None:
@@ -50,9 +56,53 @@ def ngettext(singular: str, plural: str, n: int, **params: object) -> str:
     return text % {"num": n, **params}
 
 
-def lazy_gettext(message: str, **params: object) -> LazyProxy:
+class LazyString:
+    """A translation evaluated each time it is rendered (``str()``, formatting, concatenation)."""
+
+    __slots__ = ("_message", "_params")
+
+    def __init__(self, message: str, params: dict[str, object]) -> None:
+        self._message = message
+        self._params = params
+
+    @property
+    def value(self) -> str:
+        return gettext(self._message, **self._params)
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"lazy_gettext({self._message!r})"
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+    def __contains__(self, item: str) -> bool:
+        return item in self.value
+
+    def __add__(self, other: str) -> str:
+        return self.value + other
+
+    def __radd__(self, other: str) -> str:
+        return other + self.value
+
+    def __mod__(self, other: object) -> str:
+        return self.value % other
+
+    def __eq__(self, other: object) -> bool:
+        return self.value == (other.value if isinstance(other, LazyString) else other)
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+def lazy_gettext(message: str, **params: object) -> LazyString:
     """A translation evaluated when rendered, for strings defined at import time."""
-    return LazyProxy(gettext, message, enable_cache=False, **params)
+    return LazyString(message, params)
 
 
 def N_(message: str) -> str:

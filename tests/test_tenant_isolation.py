@@ -97,8 +97,8 @@ ALLOW_LIST: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/widget/{public_id}/messages"): "public website widget: a visitor's message",
     ("GET", "/api/v1/widget/{public_id}/history"): "public website widget: the visitor's own chat, by visitor id",
     ("GET", "/api/v1/widget/{public_id}/stream"): "public website widget: the visitor's own answers, by visitor id",
-    # The runtimes console and tenant suspension address tenants by id across every tenant on purpose. Its id-free routes
-    # (/api/v1/admin/runtimes, /api/v1/admin/hosts, /{lang}/admin/runtimes) stay in the leak scan below.
+    # The runtimes console and tenant suspension address tenants by id across every tenant on purpose. Their
+    # id-free routes (/api/v1/admin/runtimes, /api/v1/admin/hosts, /{lang}/admin/...) stay in the leak scan below.
     **dict.fromkeys(
         [
             ("GET", "/api/v1/admin/runtimes/{tenant_id}"),

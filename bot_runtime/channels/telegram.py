@@ -31,12 +31,14 @@ import html
 import logging
 import os
 import re
+import ssl
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import httpx
 from redis.asyncio import Redis
 from telegram import Bot, Message, MessageEntity, ReplyParameters, Update
 from telegram.constants import ChatAction, ChatMemberStatus, ChatType, ParseMode
@@ -51,6 +53,7 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
+from telegram.request import HTTPXRequest
 
 from bot_runtime import contract
 from bot_runtime.channels import TELEGRAM_MAX_MESSAGE_CHARS
@@ -258,6 +261,17 @@ class EngineAnswer:
         return index
 
 
+_ssl_context: ssl.SSLContext | None = None
+
+
+def _shared_ssl_context() -> ssl.SSLContext:
+    """The SSL context httpx would build for ``verify=True`` (certifi, or SSL_CERT_FILE / SSL_CERT_DIR), made once."""
+    global _ssl_context
+    if _ssl_context is None:
+        _ssl_context = httpx.create_ssl_context()
+    return _ssl_context
+
+
 def _turns(history: deque[tuple[str, str]]) -> tuple[Turn, ...]:
     from bot_runtime.answering.schemas import Turn
 
@@ -425,9 +439,14 @@ class TelegramChannel:
         return self._api_base_url.rstrip("/") if self._api_base_url else api_base_url(channel)
 
     def _build_app(self, token: str, api_base_url: str) -> Application:  # type: ignore[type-arg]
+        # ptb's defaults (pool sizes 256 / 1, default timeouts), except that every client of every bot in this
+        # process verifies TLS with one SSL context: each context holds its own copy of the CA bundle.
+        httpx_kwargs = {"verify": _shared_ssl_context()}
         app = (
             ApplicationBuilder()
             .token(token)
+            .request(HTTPXRequest(connection_pool_size=256, httpx_kwargs=httpx_kwargs))
+            .get_updates_request(HTTPXRequest(connection_pool_size=1, httpx_kwargs=httpx_kwargs))
             .base_url(f"{api_base_url}/bot")
             .base_file_url(f"{api_base_url}/file/bot")
             .updater(None)  # we feed updates ourselves, from the stream
