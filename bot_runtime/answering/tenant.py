@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,8 @@ class TenantAnswerer:
     """
 
     redis_url: str = ""
+    # A channel that already holds the artifact bytes' source may pass its own loader instead of a Redis URL.
+    loader: Callable[[str, int], Awaitable[bytes | None]] | None = None
     _binary: Redis | None = None
     _indexes: dict[str, tuple[int, KnowledgeIndex | None]] = field(default_factory=dict)
     _answerers: dict[tuple[str, str], Answerer] = field(default_factory=dict)
@@ -99,6 +102,8 @@ class TenantAnswerer:
         return index
 
     async def _load_artifact(self, bot_id: str, version: int) -> bytes | None:
+        if self.loader is not None:
+            return await self.loader(bot_id, version)
         # Artifacts are binary (zlib); the runtime's own client decodes responses, so they get a client of their own.
         if self._binary is None:
             if not self.redis_url:

@@ -80,7 +80,6 @@ from bot_runtime.runtime import (
 )
 
 if TYPE_CHECKING:
-    from bot_runtime.answering.index import KnowledgeIndex
     from bot_runtime.answering.schemas import AnswerResult, Turn
 
 log = logging.getLogger("bot_runtime.telegram")
@@ -206,59 +205,23 @@ ArtifactLoader = Callable[[str, int], Awaitable[bytes | None]]
 
 
 class EngineAnswer:
-    """The default answer function: the answering engine (guardrails, retrieval over the bot's published knowledge
-    artifact, the offline answerer). Model providers are not wired here yet: pass your own :data:`AnswerFn` to
-    :class:`TelegramChannel` (or :func:`set_answer_function`) to use them."""
+    """The default answer function: the runtime's shared answerer (guardrails, retrieval over the bot's published
+    knowledge artifact, the tenant's model provider when its config carries a key, else the offline answerer), so a
+    Telegram customer gets the same answer as a widget visitor."""
 
     def __init__(self, load_artifact: ArtifactLoader | None = None) -> None:
-        self._load_artifact = load_artifact
-        self._answerer: Any = None
-        self._indexes: dict[str, tuple[int, KnowledgeIndex | None]] = {}
+        from bot_runtime.answering.tenant import TenantAnswerer
+
+        self._tenant = TenantAnswerer(loader=load_artifact)
 
     async def __call__(self, question: Question) -> AnswerResult:
-        from bot_runtime.answering.engine import Answerer
-        from bot_runtime.answering.guardrails import Guardrails
-        from bot_runtime.answering.schemas import BotProfile, ModelTier
-
-        if self._answerer is None:
-            self._answerer = Answerer(guardrails=Guardrails())
-        bot = question.bot
-        try:
-            tier = ModelTier(question.tenant.plan.model_tier)
-        except ValueError:
-            tier = ModelTier.FLASH
-        profile = BotProfile(
-            name=bot.name,
-            tenant_id=question.tenant.tenant_id,
-            bot_id=bot.id,
-            instructions=bot.instructions,
-            strict=bot.strict,
-            language=bot.language,
-            fallback_message=bot.fallback_message,
-            model_tier=tier,
+        return await self._tenant.answer(
+            question.tenant,
+            question.bot,
+            question.text,
+            history=question.history,
+            language_hint=question.language_hint,
         )
-        index = await self._index(bot)
-        result: AnswerResult = await self._answerer.answer(
-            index, profile, question.text, history=question.history, language_hint=question.language_hint
-        )
-        return result
-
-    async def _index(self, bot: contract.BotConfig) -> KnowledgeIndex | None:
-        cached = self._indexes.get(bot.id)
-        if cached is not None and cached[0] == bot.artifact_version:
-            return cached[1]
-        index = None
-        if bot.artifact_version > 0 and self._load_artifact is not None:
-            raw = await self._load_artifact(bot.id, bot.artifact_version)
-            if raw:
-                from bot_runtime.answering.index import ArtifactError, KnowledgeIndex
-
-                try:
-                    index = await asyncio.to_thread(KnowledgeIndex.from_bytes, raw)
-                except ArtifactError:
-                    log.exception("telegram.artifact.invalid", extra={"bot_id": bot.id})
-        self._indexes[bot.id] = (bot.artifact_version, index)
-        return index
 
 
 _ssl_context: ssl.SSLContext | None = None
