@@ -160,3 +160,26 @@ def _build_provider(name: str, token: str) -> tuple[AnswerProvider | None, Embed
         # A broken provider setting must not silence the bot: the offline answerer still answers from the KB.
         log.exception("runtime.provider.unusable", extra={"provider": name})
     return None, None
+
+
+# One answerer per runtime process, shared by every channel: a bot's knowledge index is loaded (and held in
+# memory) once, whichever channels its customers use.
+_shared: TenantAnswerer | None = None
+
+
+def shared_answerer(redis_url: str) -> TenantAnswerer:
+    """The process's answerer (created on first use)."""
+    global _shared
+    if _shared is None:
+        _shared = TenantAnswerer(redis_url=redis_url)
+    elif not _shared.redis_url:
+        _shared.redis_url = redis_url
+    return _shared
+
+
+async def close_shared_answerer() -> None:
+    """Close the shared answerer's Redis client (a runtime shutdown hook; safe to call more than once)."""
+    global _shared
+    if _shared is not None:
+        await _shared.aclose()
+        _shared = None

@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from redis.asyncio import Redis
 from telegram import Bot, Message, MessageEntity, ReplyParameters, Update
 from telegram.constants import ChatAction, ChatMemberStatus, ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, InvalidToken, TelegramError
@@ -56,6 +55,7 @@ from telegram.ext import (
 from telegram.request import HTTPXRequest
 
 from bot_runtime import contract
+from bot_runtime.answering.tenant import TenantAnswerer, close_shared_answerer, shared_answerer
 from bot_runtime.channels import TELEGRAM_MAX_MESSAGE_CHARS
 from bot_runtime.channels.limiter import BotLimiter
 from bot_runtime.channels.poller import (
@@ -201,18 +201,20 @@ class Question:
 
 
 AnswerFn = Callable[[Question], Awaitable["AnswerResult"]]
-ArtifactLoader = Callable[[str, int], Awaitable[bytes | None]]
 
 
 class EngineAnswer:
     """The default answer function: the runtime's shared answerer (guardrails, retrieval over the bot's published
     knowledge artifact, the tenant's model provider when its config carries a key, else the offline answerer), so a
-    Telegram customer gets the same answer as a widget visitor."""
+    Telegram customer gets the same answer as a widget visitor, from the same in-memory index."""
 
-    def __init__(self, load_artifact: ArtifactLoader | None = None) -> None:
-        from bot_runtime.answering.tenant import TenantAnswerer
+    def __init__(self, answerer: TenantAnswerer | None = None, *, redis_url: Callable[[], str | None] = lambda: None):
+        self._answerer = answerer
+        self._redis_url = redis_url
 
-        self._tenant = TenantAnswerer(loader=load_artifact)
+    @property
+    def _tenant(self) -> TenantAnswerer:
+        return self._answerer or shared_answerer(self._redis_url() or "")
 
     async def __call__(self, question: Question) -> AnswerResult:
         return await self._tenant.answer(
@@ -317,14 +319,13 @@ class TelegramChannel:
         poll_timeout: float | None = None,
         limiter_factory: Callable[[], BotLimiter] = BotLimiter,
     ) -> None:
-        self._answer: AnswerFn = answer or EngineAnswer(self._load_artifact)
+        self._answer: AnswerFn = answer or EngineAnswer(redis_url=lambda: self._redis_url)
         self._api_base_url = api_base_url
         self._secret_key = secret_key
         self._poll_timeout = poll_timeout_from_env() if poll_timeout is None else poll_timeout
         self._limiter_factory = limiter_factory
         self._bots: dict[str, ConnectedBot] = {}
         self._history: OrderedDict[tuple[str, int], deque[tuple[str, str]]] = OrderedDict()
-        self._artifact_redis: Redis | None = None
         self._redis_url: str | None = None
         self._apply_lock = asyncio.Lock()
         self._typing_tasks: set[asyncio.Task[None]] = set()
@@ -514,19 +515,7 @@ class TelegramChannel:
             task.cancel()
         for bot_id in list(self._bots):
             await self._drop(bot_id)
-        if self._artifact_redis is not None:
-            with contextlib.suppress(Exception):
-                await self._artifact_redis.aclose()
-            self._artifact_redis = None
-
-    async def _load_artifact(self, bot_id: str, version: int) -> bytes | None:
-        # Artifacts are binary (zlib); the runtime's own client decodes responses, so they get a client of their own.
-        if self._artifact_redis is None:
-            if not self._redis_url:
-                return None
-            self._artifact_redis = Redis.from_url(self._redis_url, decode_responses=False)
-        raw = await self._artifact_redis.get(contract.artifact_key(bot_id, version))
-        return bytes(raw) if raw is not None else None
+        await close_shared_answerer()
 
     # -- the handler ----------------------------------------------------------------------------------------------
 

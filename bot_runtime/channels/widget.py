@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import Redis
 
 from bot_runtime import contract
-from bot_runtime.answering.tenant import TenantAnswerer
+from bot_runtime.answering.tenant import TenantAnswerer, close_shared_answerer, shared_answerer
 from bot_runtime.i18n import N_, normalize_locale, use_locale
 from bot_runtime.i18n import gettext as _
 from bot_runtime.ratelimit import RATE_NOTICE, check_chat_rate
@@ -103,14 +103,8 @@ async def read_history(
 # The handler
 
 
-_answerer: TenantAnswerer | None = None
-
-
 def answerer(runtime: Runtime) -> TenantAnswerer:
-    global _answerer
-    if _answerer is None:
-        _answerer = TenantAnswerer(redis_url=runtime.s.redis_url)
-    return _answerer
+    return shared_answerer(runtime.s.redis_url)
 
 
 def _detect_language(text: str, hint: str | None, default: str) -> str:
@@ -236,10 +230,7 @@ def _out_data(
 
 
 async def _on_shutdown(runtime: Runtime) -> None:
-    global _answerer
-    if _answerer is not None:
-        await _answerer.aclose()
-        _answerer = None
+    await close_shared_answerer()
 
 
 register_handler(MESSAGE_KIND, handle_message, order_key=order_key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from bot_runtime.answering import KnowledgeIndex, chunk_faq
+from bot_runtime.answering.tenant import TenantAnswerer
 from bot_runtime.channels.telegram import EngineAnswer, Question
 from bot_runtime.crypto import encrypt_json
 from tests.bot_runtime.channels.test_widget import FAQ, tenant_config
@@ -27,7 +28,7 @@ async def test_telegram_uses_the_tenants_provider() -> None:
             )
         }
         config = tenant_config(tenant_id, bot_id, providers=providers)
-        answer = EngineAnswer(load)
+        answer = EngineAnswer(TenantAnswerer(loader=load))
         result = await answer(
             Question(
                 tenant=config,
@@ -50,7 +51,7 @@ async def test_telegram_without_a_provider_answers_offline() -> None:
 
     tenant_id, bot_id = str(uuid.uuid4()), str(uuid.uuid4())
     config = tenant_config(tenant_id, bot_id)
-    result = await EngineAnswer(load)(
+    result = await EngineAnswer(TenantAnswerer(loader=load))(
         Question(
             tenant=config, bot=config.bots[0], text="Do you deliver to Samarkand?", language="en", language_hint="en"
         )
