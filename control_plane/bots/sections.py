@@ -18,7 +18,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot_runtime.i18n import N_
 from control_plane.kit.tenancy import TenantContext
 from control_plane.models import Bot
 
@@ -38,19 +37,10 @@ _sections: dict[str, BotSection] = {}
 
 
 def register_section(section: BotSection) -> None:
-    """Add a section, or replace the one with the same key (features replace the placeholders below)."""
+    """Add a section, or replace the one with the same key."""
     _sections[section.key] = section
 
 
 def bot_sections() -> list[BotSection]:
     return sorted(_sections.values(), key=lambda section: (section.order, section.key))
 
-
-# Placeholders until the features that own them register their real sections.
-for _section in (
-    BotSection("knowledge", N_("Knowledge"), "bots/sections/knowledge.html", order=10),
-    BotSection("channels", N_("Channels"), "bots/sections/channels.html", order=20),
-    BotSection("console", N_("Test console"), "bots/sections/console.html", order=30),
-    BotSection("widget", N_("Website widget"), "bots/sections/widget.html", order=40),
-):
-    register_section(_section)
