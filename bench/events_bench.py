@@ -19,14 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import random
 import secrets
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,16 +31,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from redis.asyncio import Redis  # noqa: E402
-from sqlalchemy import func, select, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 
 from bot_runtime import contract, streams  # noqa: E402
 from bot_runtime.contract import RuntimeEvent  # noqa: E402
 from control_plane.events.consumer import ConsumerSettings, EventsConsumer  # noqa: E402
 from control_plane.kit.db import dispose_engine, get_sessionmaker  # noqa: E402
 from control_plane.models import Bot, ChatUser, Conversation, Message, Tenant  # noqa: E402
-from control_plane.settings import to_asyncpg_url  # noqa: E402
+from tests.services import postgres_server, redis_server, scratch_database  # noqa: E402
 
 GOAL_EVENTS_PER_SECOND = 2000
 
@@ -52,57 +47,6 @@ _WORDS = (
     "цена доставка заказ когда открыто адрес оплата карта скидка размер цвет "
     "price delivery order open hours address payment card discount size colour return refund"
 ).split()
-
-
-@contextlib.contextmanager
-def _postgres() -> Iterator[str]:
-    url = os.environ.get("TEST_DATABASE_URL")
-    if url:
-        yield to_asyncpg_url(url)
-        return
-    from control_plane.kit.embedded import throwaway_postgres
-
-    with throwaway_postgres() as embedded_url:
-        yield to_asyncpg_url(embedded_url)
-
-
-@contextlib.contextmanager
-def _redis() -> Iterator[str]:
-    url = os.environ.get("TEST_REDIS_URL")
-    if url:
-        yield url
-        return
-    from control_plane.kit.embedded import throwaway_valkey
-
-    with throwaway_valkey() as embedded_url:
-        yield embedded_url
-
-
-async def _admin(url: str, statement: str) -> None:
-    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
-@contextlib.contextmanager
-def _scratch_database(server_url: str) -> Iterator[str]:
-    name = "bf_events_bench_" + secrets.token_hex(4)
-    asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        subprocess.run(
-            [sys.executable, "-m", "alembic", "upgrade", "head"],
-            cwd=ROOT,
-            env={**os.environ, "DATABASE_URL": url},
-            check=True,
-            capture_output=True,
-        )
-        yield url
-    finally:
-        asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _sentence(rng: random.Random, words: int) -> str:
@@ -259,7 +203,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--naive-events", type=int, default=1_000)
     args = parser.parse_args()
-    with _postgres() as server, _redis() as redis_url, _scratch_database(server) as database_url:
+    with postgres_server() as server, redis_server() as redis_url, scratch_database(server) as database_url:
         os.environ.update(
             {
                 "DATABASE_URL": database_url,
