@@ -43,4 +43,3 @@ def register_section(section: BotSection) -> None:
 
 def bot_sections() -> list[BotSection]:
     return sorted(_sections.values(), key=lambda section: (section.order, section.key))
-
