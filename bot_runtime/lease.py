@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from bot_runtime import contract
+from bot_runtime.resp import Redis
 
 # KEYS: lease, fencing counter. ARGV: host_id, ttl_ms. Returns the new token, or nil when someone holds the lease.
 _ACQUIRE = """

@@ -11,10 +11,9 @@ import os
 import time
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from bot_runtime import contract
 from bot_runtime.i18n import N_
+from bot_runtime.resp import Redis
 
 WINDOW_SECONDS = 60
 DEFAULT_PER_MINUTE = 20

@@ -30,12 +30,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
-from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
-
 from bot_runtime import contract, streams
 from bot_runtime.contract import BotConfig, InboundEvent, RuntimeEvent, TenantConfig
+from bot_runtime.resp import PubSub, Redis, redis_errors
 
 T = TypeVar("T")
 
@@ -450,7 +447,7 @@ class Runtime:
                 import_optional(module_name)
             await self._apply_config()
             await streams.ensure_group(self.redis, self.stream, contract.RUNTIME_GROUP)
-            with contextlib.suppress(RedisError):
+            with contextlib.suppress(*redis_errors()):
                 await streams.prune_consumers(
                     self.redis, self.stream, contract.RUNTIME_GROUP, keep=self.s.consumer, min_idle_ms=3600_000
                 )
@@ -596,7 +593,7 @@ class Runtime:
                         counter = await self.redis.get(contract.config_version_key(self.tenant_id))
                         if self.config and counter is not None and int(counter) > self.config.version:
                             await self.reload_config(reason="poll")
-                except (RedisError, OSError) as exc:
+                except (*redis_errors(), OSError) as exc:
                     log.warning("runtime.config.watch_error", extra={"error": repr(exc)})
                     subscribed = False
                     with contextlib.suppress(Exception):
@@ -651,7 +648,7 @@ class Runtime:
                         return
                     self._lease_ok_at = now
                     await self.redis.expire(contract.ready_key(self.tenant_id), self._ready_ttl)
-                except (RedisError, OSError) as exc:
+                except (*redis_errors(), OSError) as exc:
                     # Unreachable Redis for longer than the lease TTL means the lease has expired by now.
                     log.warning("runtime.watchdog.redis_error", extra={"error": repr(exc)})
                     if now - self._lease_ok_at > self.s.lease_ttl and self.s.lease_token is not None:
@@ -659,7 +656,7 @@ class Runtime:
                         return
             if now >= next_fresh:
                 next_fresh = now + self.s.claim_idle_ms / 3000
-                with contextlib.suppress(RedisError, OSError):
+                with contextlib.suppress(*redis_errors(), OSError):
                     await self._keep_inflight_fresh()
             await asyncio.sleep(0.25)
 
@@ -683,7 +680,7 @@ class Runtime:
                 entries = await streams.read_new(
                     self.redis, self.stream, contract.RUNTIME_GROUP, self.s.consumer, count=min(free, 32), block_ms=1000
                 )
-            except (RedisError, OSError) as exc:
+            except (*redis_errors(), OSError) as exc:
                 log.warning("runtime.inbound.read_error", extra={"error": repr(exc)})
                 await asyncio.sleep(1)
                 continue
@@ -748,7 +745,7 @@ class Runtime:
                             await self._dead_letter(entry_id, fields, "delivered too many times (crashes the runtime?)")
                         else:
                             self._submit(entry_id, fields, redelivered=True)
-            except (RedisError, OSError) as exc:
+            except (*redis_errors(), OSError) as exc:
                 log.warning("runtime.inbound.claim_error", extra={"error": repr(exc)})
             await asyncio.sleep(self.s.claim_every_seconds)
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
-
 from bot_runtime import contract
+from bot_runtime.resp import Redis, redis_errors
 
 Entry = tuple[str, dict[str, str]]
 
@@ -25,7 +23,7 @@ async def ensure_group(redis: Redis, stream: str, group: str) -> None:
     """Create the consumer group at id 0 (so entries queued before the first runtime ever started are read)."""
     try:
         await redis.xgroup_create(stream, group, id="0", mkstream=True)
-    except ResponseError as exc:
+    except redis_errors("ResponseError") as exc:
         if "BUSYGROUP" not in str(exc):
             raise
 
@@ -128,7 +126,7 @@ async def prune_consumers(redis: Redis, stream: str, group: str, *, keep: str, m
     removed = 0
     try:
         consumers = await redis.xinfo_consumers(stream, group)
-    except ResponseError:
+    except redis_errors("ResponseError"):
         return 0
     for consumer in consumers:
         name = str(consumer["name"])

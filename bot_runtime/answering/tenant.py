@@ -13,10 +13,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from redis.asyncio import Redis
-
 from bot_runtime import contract
 from bot_runtime.crypto import decrypt_json
+from bot_runtime.resp import Redis
 
 if TYPE_CHECKING:
     from bot_runtime.answering.engine import Answerer, AnswerProvider

@@ -25,14 +25,13 @@ import random
 import time
 import uuid
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from telegram import Bot
 from telegram.error import BadRequest, Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
 
 from bot_runtime import contract
 from bot_runtime.channels import TELEGRAM_ALLOWED_UPDATES
 from bot_runtime.channels.limiter import retry_after_seconds
+from bot_runtime.resp import Redis, redis_errors
 
 log = logging.getLogger("bot_runtime.telegram.poller")
 
@@ -235,7 +234,7 @@ class TelegramPoller:
                     # Another poller on the same token (one that does not take our lock, or a webhook set
                     # meanwhile): never delete the webhook here (the control plane owns the mode), just step back.
                     await self._back_off(stop, "telegram.poller.conflict", exc)
-                except (NetworkError, TelegramError, OSError, RedisError) as exc:
+                except (NetworkError, TelegramError, OSError, *redis_errors()) as exc:
                     await self._back_off(stop, "telegram.poller.error", exc)
             # A clean stop: tell Telegram what we queued, so whoever polls next does not fetch it again (harmless
             # if it did: same event ids). Only under the lock, which a long back-off may have let expire.
@@ -243,7 +242,7 @@ class TelegramPoller:
                 try:
                     if await self.lock.hold(self.timeout + POLL_SLACK + LOCK_MARGIN):
                         await self.confirm()
-                except (TelegramError, OSError, RedisError) as exc:
+                except (TelegramError, OSError, *redis_errors()) as exc:
                     log.info("telegram.poller.confirm_failed", extra={"bot_id": self.bot_id, "error": repr(exc)})
         finally:
             await self._release_lock()
@@ -271,7 +270,7 @@ class TelegramPoller:
         keep = max(0.0, self._pending_until - time.monotonic()) if self._pending_until else 0.0
         try:
             await self.lock.release(keep=keep)
-        except (RedisError, OSError) as exc:  # it expires by itself
+        except (*redis_errors(), OSError) as exc:  # it expires by itself
             log.warning("telegram.poller.unlock_failed", extra={"bot_id": self.bot_id, "error": repr(exc)})
 
     async def _back_off(self, stop: asyncio.Event, event: str, exc: BaseException) -> None:

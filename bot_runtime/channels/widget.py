@@ -21,13 +21,12 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from redis.asyncio import Redis
-
 from bot_runtime import contract
 from bot_runtime.answering.tenant import TenantAnswerer, close_shared_answerer, shared_answerer
 from bot_runtime.i18n import N_, normalize_locale, use_locale
 from bot_runtime.i18n import gettext as _
 from bot_runtime.ratelimit import RATE_NOTICE, check_chat_rate
+from bot_runtime.resp import Redis
 from bot_runtime.runtime import HandlerContext, Runtime, register_handler, register_shutdown
 
 if TYPE_CHECKING:
