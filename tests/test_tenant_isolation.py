@@ -44,6 +44,7 @@ PLATFORM_TABLES = {
     "broadcasts": "written by platform admins for many tenants (deliveries are per tenant)",
     "payment_events": "provider webhooks, stored before we know the tenant",
     "audit_log": "platform actions have no tenant; tenant actions do (nullable tenant_id)",
+    "runtime_config_outbox": "keyed by tenant id without a foreign key: a deleted tenant's request must outlive it",
 }
 NULLABLE_TENANT_TABLES = {"audit_log"}
 ALEMBIC_TABLES = {"alembic_version"}

@@ -9,4 +9,6 @@ PERIODIC: list[tuple[str, int]] = [
     ("control_plane.channels.tasks.check_telegram_webhooks", 600),
     # Website knowledge sources whose re-sync interval has passed (intervals are whole hours).
     ("control_plane.knowledge.tasks.resync_due_sources", 900),
+    # Runtime configs whose after-commit publication was lost (outbox), or whose Redis document is missing.
+    ("control_plane.runtimes.tasks.publish_pending", 60),
 ]

@@ -13,6 +13,7 @@ from control_plane.models.conversation import ChatUser, Conversation, Message
 from control_plane.models.knowledge import KnowledgeChunk, KnowledgeSource
 from control_plane.models.knowledge_artifact import KnowledgeArtifact
 from control_plane.models.notification import Notification
+from control_plane.models.runtime_outbox import RuntimeConfigOutbox
 from control_plane.models.tenant import Tenant, TenantMember
 from control_plane.models.usage import TokenUsage
 from control_plane.models.user import EmailToken, OutboxEmail, User, UserSession
@@ -38,6 +39,7 @@ __all__ = [
     "OutboxEmail",
     "Payment",
     "PaymentEvent",
+    "RuntimeConfigOutbox",
     "Role",
     "Subscription",
     "Tenant",

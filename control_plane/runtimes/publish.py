@@ -331,16 +331,24 @@ _background: set[asyncio.Task[None]] = set()
 def publish_after_commit(db: AsyncSession, tenant_id: uuid.UUID | str) -> None:
     """Publish the tenant's config once the session's transaction commits (nothing happens on rollback).
 
-    The publication runs in its own session as a background task; ``botfactory runtimes sync`` repairs anything a
-    crash between commit and publication may leave behind.
+    The same transaction records the request in ``runtime_config_outbox``; the publication then runs in its own
+    session as a background task and clears the request. If the process dies in between, or Redis is unreachable,
+    the periodic job ``control_plane.runtimes.tasks.publish_pending`` publishes what is left.
     """
     sync = db.sync_session
     pending: set[str] = sync.info.setdefault("runtimes_publish", set())
     pending.add(str(tenant_id))
     if not sync.info.get("runtimes_publish_hooked"):
         sync.info["runtimes_publish_hooked"] = True
+        event.listen(sync, "before_commit", _before_commit)
         event.listen(sync, "after_commit", _after_commit)
         event.listen(sync, "after_rollback", _after_rollback)
+
+
+def _before_commit(session: Session) -> None:
+    tenants = session.info.get("runtimes_publish")
+    if tenants:
+        repository.request_publication(session, tenants)
 
 
 def _after_rollback(session: Session) -> None:
@@ -359,13 +367,30 @@ def _after_commit(session: Session) -> None:
 
 
 async def _publish_in_own_session(tenant_id: str) -> None:
+    try:
+        await publish_requested(tenant_id)
+    except Exception:
+        # The outbox row stays: the periodic job retries it.
+        log.exception("runtimes.config.publish_failed", extra={"tenant_id": tenant_id})
+
+
+async def publish_requested(tenant_id: uuid.UUID | str, *, redis: Redis | None = None) -> TenantConfig | None:
+    """Publish a tenant's config and clear the outbox request seen before (a newer request stays for its publisher).
+
+    The request is read before the config is built, in a new session: the build then sees every change committed
+    up to that request, so clearing exactly that request never drops a change.
+    """
     from control_plane.kit.db import get_sessionmaker
 
-    try:
-        async with get_sessionmaker()() as db:
-            await publish_tenant_config(db, tenant_id)
-    except Exception:
-        log.exception("runtimes.config.publish_failed", extra={"tenant_id": tenant_id})
+    tenant_uuid = tenant_id if isinstance(tenant_id, uuid.UUID) else uuid.UUID(str(tenant_id))
+    async with get_sessionmaker()() as db:
+        seen = await repository.publication_requested_at(db, tenant_uuid)
+        await db.rollback()  # a fresh snapshot for the build, taken after the request was read
+        config = await publish_tenant_config(db, tenant_uuid, redis=redis)
+        if seen is not None:
+            await repository.finish_publication(db, tenant_uuid, seen)
+            await db.commit()
+    return config
 
 
 async def wait_for_background_publishes() -> None:
