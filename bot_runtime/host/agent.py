@@ -144,6 +144,9 @@ class HostConfig:
     max_starting: int = 10
     start_slot_seconds: float = 60.0
     max_runtimes: int | None = None
+    # Rebalancing: a host above the even split hands a tenant to a host with room, at most one running tenant per
+    # ``rebalance_every`` seconds (a moved runtime pauses for about a cold start); idle ones (no process) move freely.
+    rebalance_every: float = 5.0
     inet_port: int | None = None
     # Modules with ``async def host_service(agent: HostAgent) -> None``, run beside the agent for its lifetime
     # (by default the per-host poller that long-polls idle tenants' Telegram bots and wakes them).
@@ -179,6 +182,7 @@ class HostConfig:
             start_batch=int(_env_float(env, "RUNTIME_HOST_START_BATCH", 50)),
             max_starting=max(1, int(_env_float(env, "RUNTIME_HOST_MAX_STARTING", 10))),
             max_runtimes=int(max_runtimes) if max_runtimes else None,
+            rebalance_every=_env_float(env, "RUNTIME_HOST_REBALANCE_SECONDS", 5.0),
             inet_port=int(inet_port) if inet_port else None,
             services=list(dict.fromkeys([*DEFAULT_SERVICES, *extra_services])),
         )
@@ -279,6 +283,9 @@ class HostAgent:
         self._stopping = asyncio.Event()
         self._started = time.time()
         self._live_hosts = 1
+        self._other_loads: dict[str, int] = {}  # living hosts' runtime counts, from their heartbeats
+        self._handed_off: dict[str, float] = {}  # tenant → monotonic time until which we leave it to the others
+        self._next_rebalance = 0.0
         self._next_stats = 0.0
         self._lock_handle: IO[str] | None = None
         self._warned: set[str] = set()
@@ -467,6 +474,12 @@ class HostAgent:
         if dead:
             await self.redis.srem(contract.hosts_key(), *dead)
         self._live_hosts = max(1, len(hosts) - len(dead))
+        others = [host for host, up in zip(hosts, alive, strict=True) if up and host != self.host_id]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for host in others:
+                pipe.hget(contract.host_key(host), "runtimes")
+            counts = await pipe.execute()
+        self._other_loads = {host: int(count) for host, count in zip(others, counts, strict=True) if count is not None}
 
     async def _renew(self) -> None:
         held = [managed for managed in self.managed.values() if not managed.lost]
@@ -631,9 +644,13 @@ class HostAgent:
         if self.cfg.max_runtimes is not None:
             share = min(share, self.cfg.max_runtimes)
         random.shuffle(free)
+        now = time.monotonic()
+        self._handed_off = {tenant: until for tenant, until in self._handed_off.items() if until > now}
         for tenant_id in free:
             if len(self.managed) >= share or len(batch) >= room:
                 break
+            if tenant_id in self._handed_off and any(count < share for count in self._other_loads.values()):
+                continue  # we just gave it away: let the host with room take it (unless that host is gone)
             acquired = await self._acquire(tenant_id)
             if acquired is None:
                 continue
@@ -642,6 +659,40 @@ class HostAgent:
             else:
                 batch.append(self._take(acquired))
         self._start_many(batch)
+        self._rebalance(active, share)
+
+    def _rebalance(self, active: int, share: int) -> None:
+        """Hand tenants to a living host with room when this one holds more than the even split.
+
+        Without this a host that joins later (or comes back after a failover) would only ever get new tenants. A
+        tenant is given up only when another host reports at least two fewer runtimes than this one and is below
+        ``share`` (so it will take it), idle tenants first (nothing to stop); a running one is stopped gracefully,
+        its lease released, and the other host starts it (its queued messages wait in the stream meanwhile). Given-up
+        tenants are left alone here for a while so this host does not simply take them back.
+        """
+        if not self._other_loads or self._stopping.is_set():
+            return
+        even = math.ceil(active / self._live_hosts)
+        least = min(self._other_loads.values())
+        excess = min(len(self.managed) - even, len(self.managed) - least - 1, share - least)
+        if excess <= 0:
+            return
+        movable = [m for m in self.managed.values() if m.state in ("idle", "running") and not m.lost]
+        movable.sort(key=lambda m: (m.state != "idle", -m.idle_since))
+        now = time.monotonic()
+        for managed in movable[:excess]:
+            running = managed.state == "running"
+            if running:
+                if now < self._next_rebalance:
+                    return
+                self._next_rebalance = now + self.cfg.rebalance_every
+            self._handed_off[managed.tenant_id] = now + max(10.0, 3 * self.cfg.lease_ttl)
+            log.info(
+                "host.rebalance", extra={"tenant_id": managed.tenant_id, "state": managed.state, "to_least": least}
+            )
+            self._stop(managed, after="forget", final_state="stopped", reason="rebalanced to another host")
+            if running:
+                return  # one running tenant at a time
 
     def _keep_idle(self, managed: Managed) -> None:
         managed.state, managed.reason, managed.pid = "idle", "no traffic", 0

@@ -235,6 +235,53 @@ async def test_failover_moves_tenants_to_the_living_host(redis: Redis, procs: Pr
     print(f"failover of {len(by_host[victim_name])} tenants in {failover:.2f} s (lease TTL 3 s)")
 
 
+async def test_a_host_that_joins_later_gets_its_share(redis: Redis, procs: Processes) -> None:
+    tenants = sorted(procs.new_tenant() for _ in range(6))
+    first = procs.start_host("hfirst", RUNTIME_HOST_REBALANCE_SECONDS="1")
+    await wait_for(lambda: redis.exists(contract.host_key("hfirst")), within=10, what="the first host")
+    for tenant in tenants:
+        await publish(redis, tenant)
+
+    async def placement() -> dict[str, list[str]]:
+        hosts: dict[str, list[str]] = {}
+        for tenant in tenants:
+            ready = await _ready(redis, tenant)
+            if ready:
+                hosts.setdefault(ready["host"], []).append(tenant)
+        return hosts
+
+    async def all_on_first() -> bool:
+        return len((await placement()).get("hfirst", [])) == len(tenants)
+
+    await wait_for(all_on_first, within=20, what="every tenant on the only host")
+    first_pids = {tenant: int((await _ready(redis, tenant))["pid"]) for tenant in tenants}
+    procs.start_host("hsecond", RUNTIME_HOST_REBALANCE_SECONDS="1")
+
+    async def balanced() -> dict[str, list[str]] | None:
+        hosts = await placement()
+        counts = sorted(len(items) for items in hosts.values())
+        return hosts if sum(counts) == len(tenants) and counts[0] >= 2 and len(counts) == 2 else None
+
+    hosts = await wait_for(balanced, within=40, interval=0.2, what="the second host to get its share")
+    print(f"\nplacement after the second host joined: { {name: len(items) for name, items in hosts.items()} }")
+    # Each tenant runs once, under the lease of the host that runs it; the moved ones' old processes are gone.
+    for name, items in hosts.items():
+        for tenant in items:
+            assert (await redis.get(contract.lease_key(tenant))).startswith(f"{name}:")
+    moved = hosts["hsecond"]
+    assert not any(pid_alive(first_pids[tenant]) for tenant in moved)
+    assert len(runtime_pids(set(tenants))) == len(tenants)
+    # Moved tenants answer from their new host.
+    for tenant in moved:
+        await queue_echo(redis, tenant, f"after-move-{tenant}")
+
+    async def answered() -> bool:
+        return all([len(await outbox(redis, tenant)) == 1 for tenant in moved])
+
+    await wait_for(answered, within=10, what="the moved tenants to answer")
+    assert first.process.poll() is None
+
+
 async def test_publish_tenant_config_from_the_database(redis: Redis) -> None:
     from control_plane.kit.db import get_sessionmaker
     from control_plane.kit.security import encrypt
