@@ -15,7 +15,8 @@ does not hop from host to host. A runtime that exits idle (exit 0 with ``idle_ke
 keeps the lease (state ``idle``): the next message's ``wake_tenant`` (wake channel), or the next tick once the marker
 is gone, starts it again here. Meanwhile the host's idle poller (:mod:`bot_runtime.host.pollers`, a service every
 agent runs) long-polls the tenant's polling-mode Telegram bots and wakes it on the next update. An idle tenant whose
-host died is taken over, still idle, by a living host.
+host died is taken over, still idle, by a living host. Hosts take no more than a fair share of the free tenants, and
+a host above the even split hands tenants to one with room (``_rebalance``), so a host that joins later fills up too.
 
 Besides the tick: ``wake_channel`` starts a tenant at once, ``control_stream(host)`` carries operator commands
 (start / stop / restart), ``log_request_channel(host)`` asks for a log tail. Stats go to ``runtime_stats_key``
