@@ -77,6 +77,11 @@ async def _clean_redis() -> None:
 @pytest.fixture(autouse=True)
 async def clean_slate() -> AsyncIterator[None]:
     """Every test starts with empty tables and none of this session's Redis keys."""
+    from control_plane.runtimes.publish import wait_for_background_publishes
+
+    # A config publication the previous test started after its last commit writes to the outbox table; it must
+    # finish before TRUNCATE locks every table, or the two deadlock.
+    await wait_for_background_publishes()
     await _clean_database()
     await _clean_redis()
     yield

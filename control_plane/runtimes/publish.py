@@ -387,6 +387,7 @@ async def publish_requested(tenant_id: uuid.UUID | str, *, redis: Redis | None =
         seen = await repository.publication_requested_at(db, tenant_uuid)
         await db.rollback()  # a fresh snapshot for the build, taken after the request was read
         config = await publish_tenant_config(db, tenant_uuid, redis=redis)
+        await db.rollback()  # the build's read locks are not held into the write below
         if seen is not None:
             await repository.finish_publication(db, tenant_uuid, seen)
             await db.commit()
