@@ -32,9 +32,11 @@ def config_key(tenant_id: str) -> str:
     return f"{prefix()}tenant:{tenant_id}:config"
 
 
-def config_channel() -> str:
-    """Pub/sub channel: message ``"{tenant_id}:{version}"`` after each publish (may drop: runtimes also poll)."""
-    return f"{prefix()}config-updates"
+def config_channel(tenant_id: str) -> str:
+    """Pub/sub channel of one tenant: ``"{tenant_id}:{version}"`` after each publish (may drop: runtimes also poll).
+
+    One channel per tenant, so a publish reaches the one runtime it concerns, not every runtime on every host."""
+    return f"{prefix()}tenant:{tenant_id}:config-updates"
 
 
 def inbound_stream(tenant_id: str) -> str:

@@ -455,7 +455,7 @@ class Runtime:
             # Subscribe before announcing readiness, then look at the version once: a publish that happened
             # between the first load and the subscription is not missed.
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            await pubsub.subscribe(contract.config_channel())
+            await pubsub.subscribe(contract.config_channel(self.tenant_id))
             counter = await self.redis.get(contract.config_version_key(self.tenant_id))
             if counter is not None and self.config and int(counter) > self.config.version:
                 await self.reload_config(reason="start")
@@ -581,7 +581,7 @@ class Runtime:
             while not self._stop.is_set():
                 try:
                     if not subscribed:
-                        await pubsub.subscribe(contract.config_channel())
+                        await pubsub.subscribe(contract.config_channel(self.tenant_id))
                         subscribed = True
                     message = await pubsub.get_message(timeout=min(1.0, self.s.config_poll_seconds))
                     if message is not None:

@@ -4,8 +4,8 @@
 decrypted with ENCRYPTION_KEY and re-encrypted with RUNTIME_SECRET_KEY, so no plaintext token reaches Redis),
 takes the next version from an INCR counter, and in one Lua script stores the document (only if it is newer than
 the stored one: two racing publishers can never leave an older document behind), adds or removes the tenant in the
-desired set, and announces ``"{tenant}:{version}"`` on ``config_channel``. Runtimes reload on the notice and also
-poll the counter, so a dropped notice only delays a reload by a few seconds.
+desired set, and announces ``"{tenant}:{version}"`` on the tenant's ``config_channel``. Runtimes reload on the
+notice and also poll the counter, so a dropped notice only delays a reload by a few seconds.
 
 Call it after the transaction that changed the tenant has committed (``publish_after_commit`` does exactly that),
 or run ``botfactory runtimes sync`` to republish everything.
@@ -242,7 +242,7 @@ async def publish_document(redis: Redis, config: TenantConfig, *, desired: bool 
         contract.desired_runtimes_key(),
         config.to_json(),
         config.version,
-        contract.config_channel(),
+        contract.config_channel(tenant_id),
         tenant_id,
         "1" if wanted else "0",
     )

@@ -310,7 +310,7 @@ async def test_publish_tenant_config_from_the_database(redis: Redis) -> None:
         tenant_id = str(tenant.id)
 
         pubsub = redis.pubsub()
-        await pubsub.subscribe(contract.config_channel())
+        await pubsub.subscribe(contract.config_channel(tenant_id))
         first = await publish_tenant_config(db, tenant.id, redis=redis)
         assert first is not None and first.version == 1 and first.status == "active"
         stored = contract.TenantConfig.from_json(await redis.get(contract.config_key(tenant_id)))
