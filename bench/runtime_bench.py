@@ -17,8 +17,9 @@ built with ``KnowledgeIndex.build(...).to_bytes()``.
 (c) A real host agent (``python -m bot_runtime.host``) and its supervisord, with 500 tenants published and desired,
     400 of them scaled to zero (idle marker set) and 100 started for real (one webhook-mode Telegram bot each):
     per-runtime and total VmRSS (and PSS), idle CPU over 10 s (utime + stime deltas), supervisord XML-RPC latency
-    (getAllProcessInfo p50/p95), program start latency (reloadConfig + addProcessGroup + startProcess on a probe
-    program), cold start of scaled-to-zero tenants along the real path (XADD a Telegram update, ``wake_tenant``;
+    (getAllProcessInfo p50/p95), program start latency (program file + addProgramFile + startProcess on a probe
+    program; supervisord's own reloadConfig as the baseline, also with 200/400/800 programs loaded), cold start of
+    scaled-to-zero tenants along the real path (XADD a Telegram update, ``wake_tenant``;
     wake → ready, goal ≤ 1.5 s; wake → answer sent), and the tenants per 24 GiB machine (formula printed).
 
 The echo bot and the runtime run side by side and get the same questions, interleaved, one at a time, each in a new
@@ -703,6 +704,7 @@ class RuntimeBench:
             rpc.append(time.perf_counter() - t0)
         programs = len(info)
         reloads, starts = self._probe_program_start(supervisor)
+        scaling = self._probe_scaling(supervisor, programs)
 
         cold_ready, cold_answer = self._cold_starts(cold, tokens, by_tenant)
         cold_rss = [rss_bytes(pid) for pid in self.ready_pids(cold).values()]
@@ -740,12 +742,18 @@ class RuntimeBench:
             f"getAllProcessInfo p50 / p95 ({programs} programs, n={len(rpc)})",
             f"{ms(percentile(rpc, 0.5))} / {ms(percentile(rpc, 0.95))}",
         )
-        r.add("(c)", f"program start: reloadConfig p50 (n={len(reloads)})", ms(percentile(reloads, 0.5)))
         r.add(
             "(c)",
-            "program start: reload + addProcessGroup + startProcess p50",
+            f"program start as the agent does it: write file + addProgramFile + startProcess p50 (n={len(starts)})",
             f"{ms(percentile(starts, 0.5))} (max {ms(max(starts))})",
         )
+        r.add("(c)", "  baseline: supervisord's own reloadConfig p50, same programs", ms(percentile(reloads, 0.5)))
+        for loaded, reload_s, add_s in scaling:
+            r.add(
+                "(c)",
+                f"  with {loaded} programs loaded: reloadConfig / addProgramFile p50",
+                f"{ms(reload_s)} / {ms(add_s)} ({reload_s / add_s:.0f}×)",
+            )
         worst = max(cold_ready)
         r.add(
             "(c)",
@@ -763,8 +771,16 @@ class RuntimeBench:
             r.add("(c)", "cold-started runtime VmRSS after its answer (1 bot, KB)", mib(sum(cold_rss) / len(cold_rss)))
         self._extrapolate(mean_rss, mean_pss, per_runtime_cpu, agent_rss + supervisord_rss)
 
+    @staticmethod
+    def _write_probe(path: Path, name: str) -> None:
+        path.write_text(
+            f"[program:{name}]\ncommand=/bin/sleep 120\nautostart=false\nautorestart=false\nstartsecs=0\n"
+            "startretries=0\nstopsignal=KILL\nstdout_logfile=NONE\nstderr_logfile=NONE\n"
+        )
+
     def _probe_program_start(self, supervisor: Supervisord) -> tuple[list[float], list[float]]:
-        """Time the program lifecycle the agent runs for a wake, on a probe program beside the runtimes."""
+        """Time the program start the agent runs for a wake (file + addProgramFile + startProcess) on a probe
+        program beside the runtimes, and supervisord's own reloadConfig on the same program set as the baseline."""
         name = "benchprobe"
         path = supervisor.conf_dir / f"{name}.conf"
         reloads: list[float] = []
@@ -772,25 +788,57 @@ class RuntimeBench:
         try:
             for _ in range(PROBE_SAMPLES):
                 t0 = time.perf_counter()
-                path.write_text(
-                    f"[program:{name}]\ncommand=/bin/sleep 120\nautostart=false\nautorestart=false\nstartsecs=0\n"
-                    "startretries=0\nstopsignal=KILL\nstdout_logfile=NONE\nstderr_logfile=NONE\n"
-                )
-                supervisor.rpc("reloadConfig")
-                reloads.append(time.perf_counter() - t0)
-                supervisor.rpc("addProcessGroup", name)
+                self._write_probe(path, name)
+                supervisor.rpc("addProgramFile", str(path), namespace="botfactory")
                 supervisor.rpc("startProcess", name, False)
                 starts.append(time.perf_counter() - t0)
                 supervisor.rpc("stopProcess", name, True)
-                supervisor.rpc("removeProcessGroup", name)
+                supervisor.rpc("forgetProgram", name, namespace="botfactory")
+                t0 = time.perf_counter()
+                supervisor.rpc("reloadConfig")
+                reloads.append(time.perf_counter() - t0)
                 path.unlink()
         finally:
             with contextlib.suppress(Exception):
                 supervisor.rpc("stopProcess", name, True)
             with contextlib.suppress(Exception):
-                supervisor.rpc("removeProcessGroup", name)
+                supervisor.rpc("forgetProgram", name, namespace="botfactory")
             path.unlink(missing_ok=True)
         return reloads, starts
+
+    def _probe_scaling(self, supervisor: Supervisord, running: int) -> list[tuple[int, float, float]]:
+        """reloadConfig against addProgramFile as the program count grows (stopped filler programs beside the
+        running ones): the first re-reads every file, the second one. Returns (programs, reload p50, add p50)."""
+        fillers: list[str] = []
+        rows: list[tuple[int, float, float]] = []
+        try:
+            for target in (200, 400, 800):
+                while running + len(fillers) < target:
+                    name = f"benchfill{len(fillers)}"
+                    self._write_probe(supervisor.conf_dir / f"{name}.conf", name)
+                    supervisor.rpc("addProgramFile", str(supervisor.conf_dir / f"{name}.conf"), namespace="botfactory")
+                    fillers.append(name)
+                reloads: list[float] = []
+                adds: list[float] = []
+                path = supervisor.conf_dir / "benchprobe.conf"
+                for _ in range(3):
+                    self._write_probe(path, "benchprobe")
+                    t0 = time.perf_counter()
+                    supervisor.rpc("addProgramFile", str(path), namespace="botfactory")
+                    adds.append(time.perf_counter() - t0)
+                    supervisor.rpc("forgetProgram", "benchprobe", namespace="botfactory")
+                    t0 = time.perf_counter()
+                    supervisor.rpc("reloadConfig")
+                    reloads.append(time.perf_counter() - t0)
+                    path.unlink()
+                rows.append((target, percentile(reloads, 0.5), percentile(adds, 0.5)))
+        finally:
+            for name in fillers:
+                with contextlib.suppress(Exception):
+                    supervisor.rpc("forgetProgram", name, namespace="botfactory")
+                (supervisor.conf_dir / f"{name}.conf").unlink(missing_ok=True)
+            (supervisor.conf_dir / "benchprobe.conf").unlink(missing_ok=True)
+        return rows
 
     def _cold_starts(
         self, cold: list[str], tokens: dict[str, str], by_tenant: dict[str, contract.TenantConfig]

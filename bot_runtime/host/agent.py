@@ -292,7 +292,7 @@ class HostAgent:
         self._warned: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._start_queue: dict[str, Managed] = {}
-        # Every slow supervisord call (reloadConfig, a start batch, getAllProcessInfo) runs on this one thread, so
+        # Every slow supervisord call (a start batch, getAllProcessInfo) runs on this one thread, so
         # the loop keeps renewing leases and serving listeners while supervisord is busy spawning runtimes.
         self._rpc_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="supervisord-rpc")
 
@@ -639,8 +639,8 @@ class HostAgent:
                 else:
                     batch.append(adopted)
         # Take no more than a fair share, so hosts that start together split the tenants between them, and no more
-        # than a batch per tick (nor more than the free start slots): supervisord's reloadConfig grows with its
-        # program count, and a lease taken for a runtime this host cannot start yet is better left to another host.
+        # than a batch per tick (nor more than the free start slots): runtimes importing at once starve the machine,
+        # and a lease taken for a runtime this host cannot start yet is better left to another host.
         share = math.ceil(active / self._live_hosts) + 1
         if self.cfg.max_runtimes is not None:
             share = min(share, self.cfg.max_runtimes)
@@ -778,14 +778,11 @@ class HostAgent:
             log.info("host.runtime.started", extra={"tenant_id": managed.tenant_id, "pid": managed.pid})
 
     def _spawn(self, plan: list[tuple[str, int, bool]]) -> dict[str, tuple[bool, int, str]]:
-        """On the supervisord thread: write new program files, one reloadConfig, then add and start each program
-        without waiting on startsecs. Returns tenant id → (loaded, pid, error)."""
-        fresh = [tenant_id for tenant_id, _token, loaded in plan if not loaded]
+        """On the supervisord thread: write new program files, then add and start each program without waiting on
+        startsecs. Returns tenant id → (loaded, pid, error)."""
         for tenant_id, token, loaded in plan:
             if not loaded:
                 self.supervisor.write_program(tenant_id, {"TENANT": tenant_id, "RUNTIME_LEASE_TOKEN": str(token)})
-        if fresh:
-            self.supervisor.reload()
         results: dict[str, tuple[bool, int, str]] = {}
         for tenant_id, _token, loaded in plan:
             error = ""

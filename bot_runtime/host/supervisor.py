@@ -1,8 +1,10 @@
 """The host's own supervisord: generated config, process lifecycle, and a small XML-RPC client over its socket.
 
-Only running tenants have a program file in ``conf.d`` (start: write file → reloadConfig → addProcessGroup →
-startProcess without waiting; stop: stopProcess → removeProcessGroup → delete file), so supervisord stays fast
-however many tenants exist. Programs never autorestart: the agent sees every exit and decides (restart, idle,
+Only running tenants have a program file in ``conf.d`` (start: write file → ``botfactory.addProgramFile`` →
+startProcess without waiting; stop: stopProcess → ``botfactory.forgetProgram`` → delete file), so supervisord stays
+fast however many tenants exist. ``botfactory.*`` is our XML-RPC namespace inside supervisord
+(:mod:`bot_runtime.host.supervisor_rpc`): it adds one program file without ``reloadConfig``, whose cost grows with
+the square of the running programs. Programs never autorestart: the agent sees every exit and decides (restart, idle,
 crash-looping). supervisord runs in its own session (a terminal's Ctrl-C reaches only the agent, which then stops
 everything in order) and, on Linux, gets SIGTERM from the kernel when the agent dies, even by SIGKILL.
 """
@@ -181,6 +183,8 @@ class Supervisord:
             f"minfds={self.minfds}\n\n"
             "[rpcinterface:supervisor]\n"
             "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n"
+            "[rpcinterface:botfactory]\n"
+            "supervisor.rpcinterface_factory = bot_runtime.host.supervisor_rpc:make_interface\n\n"
             f"[supervisorctl]\nserverurl=unix://{_ini_value(str(self.socket_path))}\n\n"
             f"[include]\nfiles={_ini_value(str(self.conf_dir))}/*.conf\n"
         )
@@ -261,9 +265,11 @@ class Supervisord:
         self.write_main_config()
         output = open(self.state_dir / "supervisord.out", "ab")  # the child inherits it
         try:
+            # supervisord imports our rpcinterface (bot_runtime.host.supervisor_rpc) from the project.
+            pythonpath = os.pathsep.join(filter(None, [str(self.project_root), self.environment.get("PYTHONPATH")]))
             self.process = subprocess.Popen(
                 [*self._binary(), "-c", str(self.conf_path)],
-                env=self.environment,
+                env={**self.environment, "PYTHONPATH": pythonpath},
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
@@ -304,8 +310,8 @@ class Supervisord:
                 proxy("close")()
         self._local.proxy = None
 
-    def rpc(self, method: str, *args: Any) -> Any:
-        """Call ``supervisor.<method>``; a broken connection is dropped so the next call reconnects.
+    def rpc(self, method: str, *args: Any, namespace: str = "supervisor") -> Any:
+        """Call ``<namespace>.<method>``; a broken connection is dropped so the next call reconnects.
 
         Safe from several threads: each thread has its own connection.
         """
@@ -314,25 +320,17 @@ class Supervisord:
             proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=_Transport(str(self.socket_path)))
             self._local.proxy = proxy
         try:
-            return getattr(proxy.supervisor, method)(*args)
+            return getattr(getattr(proxy, namespace), method)(*args)
         except xmlrpc.client.Fault:
             raise
         except (OSError, xmlrpc.client.ProtocolError):
             self._close()
             raise
 
-    def reload(self) -> None:
-        """reloadConfig (``supervisorctl reread``): makes new program files known, adds nothing by itself.
-
-        Its cost grows faster than linearly with the number of program files (about 90 ms at 100 running
-        programs, 0.8 s at 300 on the reference machine), hence one reload per batch of starts.
-        """
-        self.rpc("reloadConfig")
-
     def add_program(self, tenant_id: str) -> None:
-        """addProcessGroup for a program file the last ``reload`` saw."""
+        """Make the tenant's program file known and add its group, parsing only that file (not reloadConfig)."""
         try:
-            self.rpc("addProcessGroup", program_name(tenant_id))
+            self.rpc("addProgramFile", str(self.program_file(tenant_id)), namespace="botfactory")
         except xmlrpc.client.Fault as fault:
             if fault.faultCode != Faults.ALREADY_ADDED:
                 raise
@@ -354,14 +352,13 @@ class Supervisord:
                 raise
 
     def remove_program(self, tenant_id: str) -> bool:
-        """removeProcessGroup and delete the file; False while the process is still running."""
+        """Remove the group and its config, and delete the file; False while the process is still running."""
         try:
-            self.rpc("removeProcessGroup", program_name(tenant_id))
+            self.rpc("forgetProgram", program_name(tenant_id), namespace="botfactory")
         except xmlrpc.client.Fault as fault:
             if fault.faultCode == Faults.STILL_RUNNING:
                 return False
-            if fault.faultCode != Faults.BAD_NAME:
-                raise
+            raise
         self.delete_program(tenant_id)
         return True
 

@@ -79,8 +79,11 @@ async def send(
 async def publish_config(tenant_id: str, *, artifact_versions: dict[str, int] | None = None) -> None:
     """Publish the tenant's runtime config document from the database (what the control plane does on changes)."""
     from control_plane.kit.db import get_sessionmaker
-    from control_plane.runtimes.publish import publish_tenant_config
+    from control_plane.runtimes.publish import publish_tenant_config, wait_for_background_publishes
 
+    # The bot's creation published after its commit; that publication must not land after this one, since it
+    # knows no artifact versions (the tests store artifacts in Redis only).
+    await wait_for_background_publishes()
     async with get_sessionmaker()() as db:
         await publish_tenant_config(db, uuid.UUID(tenant_id), artifact_versions=artifact_versions)
 
