@@ -310,12 +310,18 @@ async def sync_all(db: AsyncSession, *, redis: Redis | None = None) -> dict[str,
         if config is not None:
             published += 1
             desired += runtime_wanted(config)
+    removed = await drop_unknown_desired(redis, tenant_ids)
+    return {"tenants": len(tenant_ids), "published": published, "desired": desired, "removed": removed}
+
+
+async def drop_unknown_desired(redis: Redis, tenant_ids: list[uuid.UUID]) -> int:
+    """Remove desired-runtime entries of tenants that no longer exist (their hosts then stop them); returns how many."""
     known = {str(tenant_id) for tenant_id in tenant_ids}
     members = {_text(member) for member in await redis.smembers(contract.desired_runtimes_key())}
     stale = sorted(members - known)
     if stale:
         await redis.srem(contract.desired_runtimes_key(), *stale)
-    return {"tenants": len(tenant_ids), "published": published, "desired": desired, "removed": len(stale)}
+    return len(stale)
 
 
 def _text(value: Any) -> str:

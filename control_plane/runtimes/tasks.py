@@ -9,14 +9,13 @@ healthy tenant, so runtimes are not reloaded for nothing.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from bot_runtime import contract
 from control_plane.jobs.queue import run_async
 from control_plane.kit.db import get_sessionmaker
 from control_plane.kit.redis import get_redis
 from control_plane.runtimes import repository
-from control_plane.runtimes.publish import publish_requested, sync_key_prefix
+from control_plane.runtimes.publish import drop_unknown_desired, publish_requested, sync_key_prefix
 
 log = logging.getLogger("botfactory.runtimes.tasks")
 
@@ -49,20 +48,12 @@ async def publish_pending_configs(*, grace_seconds: float = GRACE_SECONDS) -> di
         except Exception:
             failed += 1
             log.exception("runtimes.publish_pending.failed", extra={"tenant_id": str(tenant_id)})
-    known = {str(tenant_id) for tenant_id in tenant_ids}
-    members = {_text(member) for member in await redis.smembers(contract.desired_runtimes_key())}
-    gone = sorted(members - known)
-    if gone:
-        await redis.srem(contract.desired_runtimes_key(), *gone)
+    removed = await drop_unknown_desired(redis, tenant_ids)
     counts = {"requests": len(stale), "missing": len(missing), "published": published, "failed": failed}
-    counts["removed"] = len(gone)
-    if published or failed or gone:
+    counts["removed"] = removed
+    if published or failed or removed:
         log.info("runtimes.publish_pending.done", extra=counts)
     return counts
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @run_async
