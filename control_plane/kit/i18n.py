@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+from babel import Locale
 from babel.dates import format_date as _format_date
 from babel.dates import format_datetime as _format_datetime
 from babel.numbers import format_currency, format_decimal
@@ -84,8 +85,14 @@ def babel_locale() -> str:
 
 
 def format_money(amount_minor: int, currency: str) -> str:
-    """Money is stored as integer minor units plus a currency code."""
-    return format_currency(Decimal(amount_minor) / 100, currency, locale=babel_locale())
+    """Money is stored as integer minor units plus a currency code. Whole amounts read "$49", not "$49.00"."""
+    amount = Decimal(amount_minor) / 100
+    locale = babel_locale()
+    if amount == amount.to_integral_value():
+        # The locale's own pattern (symbol side, spacing, grouping) without its fraction digits.
+        pattern = Locale.parse(locale).currency_formats["standard"].pattern.replace(".00", "")
+        return format_currency(amount, currency, locale=locale, format=pattern, currency_digits=False)
+    return format_currency(amount, currency, locale=locale)
 
 
 def format_number(value: float | int) -> str:

@@ -21,9 +21,9 @@ PRICING_WORD = {"uz": "Tariflar", "ru": "Тарифы", "en": "Pricing"}
 BUSINESS_PLAN = {"uz": "Biznes", "ru": "Бизнес", "en": "Business"}
 # Babel's per-locale currency formats (a no-break space separates the amount and the sign in uz and ru).
 PRICES = {
-    "en": ("$49.00", "$99.00"),
-    "ru": ("49,00\xa0$", "99,00\xa0$"),
-    "uz": ("49,00\xa0US$", "99,00\xa0US$"),
+    "en": ("$49", "$99"),
+    "ru": ("49\xa0$", "99\xa0$"),
+    "uz": ("49\xa0US$", "99\xa0US$"),
 }
 
 
@@ -89,6 +89,11 @@ async def test_landing_money_follows_the_request_locale() -> None:
         with use_locale(lang):
             assert format_money(4900, "USD") == business
             assert format_money(9900, "USD") == enterprise
+    # Cents are kept when there are any.
+    with use_locale("en"):
+        assert format_money(4950, "USD") == "$49.50"
+    with use_locale("ru"):
+        assert format_money(4950, "USD") == "49,50\xa0$"
 
 
 async def test_shell_has_skip_link_csrf_meta_and_assets(client: httpx.AsyncClient) -> None:
