@@ -11,4 +11,6 @@ PERIODIC: list[tuple[str, int]] = [
     ("control_plane.knowledge.tasks.resync_due_sources", 900),
     # Runtime configs whose after-commit publication was lost (outbox), or whose Redis document is missing.
     ("control_plane.runtimes.tasks.publish_pending", 60),
+    # Mail the SMTP server refused or never got (a no-op without SMTP_HOST).
+    ("control_plane.accounts.tasks.retry_mail", 60),
 ]

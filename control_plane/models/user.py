@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, String, Text, func
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.kit.db import Base, IdMixin, TimestampMixin
@@ -54,7 +54,9 @@ class EmailToken(IdMixin, Base):
 
 
 class OutboxEmail(IdMixin, Base):
-    """Mail kept in the database when no SMTP server is configured (development shows it at /{lang}/dev/outbox)."""
+    """Outgoing mail. Without SMTP it stays here (development shows it at /{lang}/dev/outbox); with SMTP it is the
+    delivery record: written in the request's transaction, sent after commit, retried by a job until it is sent
+    (``next_attempt_at`` set) or given up, and its bodies (which may carry sign-in links) are blanked once done."""
 
     __tablename__ = "outbox_emails"
 
@@ -64,3 +66,7 @@ class OutboxEmail(IdMixin, Base):
     body_html: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # SMTP delivery only: when the retry job may try next (None: not for SMTP, or done), tries so far, last failure.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
