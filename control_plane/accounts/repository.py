@@ -80,5 +80,11 @@ async def retire_email_tokens(db: AsyncSession, user_id: uuid.UUID, purpose: str
 
 
 async def recent_outbox(db: AsyncSession, *, limit: int) -> list[OutboxEmail]:
-    rows = await db.scalars(select(OutboxEmail).order_by(OutboxEmail.created_at.desc()).limit(limit))
+    """Mail kept for the development outbox page: never handed to SMTP (SMTP rows are delivery records)."""
+    rows = await db.scalars(
+        select(OutboxEmail)
+        .where(OutboxEmail.sent_at.is_(None), OutboxEmail.next_attempt_at.is_(None), OutboxEmail.attempts == 0)
+        .order_by(OutboxEmail.created_at.desc())
+        .limit(limit)
+    )
     return list(rows)

@@ -131,6 +131,11 @@ async def test_a_sent_mail_keeps_a_record_without_its_body(smtp) -> None:  # typ
     assert row.sent_at is not None and row.next_attempt_at is None and row.attempts == 0
     assert row.body_text == "" and row.body_html == ""  # the link does not stay in the database
     assert (await mail.deliver_due())["due"] == 0
+    # A delivery record, not development mail: the outbox page does not list it.
+    from control_plane.accounts.repository import recent_outbox
+
+    async with get_sessionmaker()() as db:
+        assert await recent_outbox(db, limit=10) == []
 
 
 async def test_a_refused_mail_is_retried_until_sent(monkeypatch: pytest.MonkeyPatch) -> None:
