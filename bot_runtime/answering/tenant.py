@@ -107,7 +107,9 @@ class TenantAnswerer:
         if self._binary is None:
             if not self.redis_url:
                 return None
-            self._binary = Redis.from_url(self.redis_url, decode_responses=False)
+            self._binary = Redis.from_url(
+                self.redis_url, decode_responses=False, socket_timeout=15, socket_connect_timeout=5
+            )
         raw = await self._binary.get(contract.artifact_key(bot_id, version))
         return bytes(raw) if raw is not None else None
 
