@@ -12,6 +12,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+import admin_console.app
 from control_plane.kit.db import dispose_engine
 from control_plane.kit.errors import install_error_handlers
 from control_plane.kit.i18n import LocaleMiddleware
@@ -25,25 +26,20 @@ from control_plane.web.pages import render_error_page, unprefixed_redirect
 ROOT = Path(__file__).resolve().parents[1]
 
 # Each feature exposes ``router``; API routers carry their own /api/v1 prefix. Order matters only for pages:
-# fixed paths before /{lang}/... catch-alls.
+# fixed paths before /{lang}/... catch-alls, so control_plane.web.pages (/{lang}, /{lang}/...) comes last.
 ROUTERS = (
     "control_plane.web.health",
     "control_plane.accounts.endpoints",
     "control_plane.accounts.pages",
     "control_plane.bots.endpoints",
     "control_plane.bots.pages",
-)
-# Catch-all page routes (/{lang}, /{lang}/...) go after every feature's fixed paths (e.g. /widget.js).
-LAST_ROUTERS = ("control_plane.web.pages",)
-OPTIONAL_ROUTERS = (
     "control_plane.knowledge.endpoints",
     "control_plane.knowledge.pages",
     "control_plane.channels.endpoints",
     "control_plane.channels.pages",
     "control_plane.channels.webhooks",
     "control_plane.widget.endpoints",
-    "billing.endpoints",
-    "billing.pages",
+    "control_plane.web.pages",
 )
 
 
@@ -84,22 +80,7 @@ def create_app() -> FastAPI:
     )
     for module_name in ROUTERS:
         app.include_router(importlib.import_module(module_name).router)
-    for module_name in OPTIONAL_ROUTERS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
-        app.include_router(module.router)
-    for module_name in LAST_ROUTERS:
-        app.include_router(importlib.import_module(module_name).router)
-    try:
-        admin = importlib.import_module("admin_console.app")
-    except ModuleNotFoundError:
-        admin = None
-    if admin is not None:
-        admin.mount(app)
+    admin_console.app.mount(app)
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
     install_error_handlers(app, render_error_page)
     # Outermost last: request id → body cap → language → unprefixed redirect → CSRF seed → routes.
