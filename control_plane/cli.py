@@ -1,7 +1,7 @@
-"""The ``botfactory`` command: serve, db upgrade, create-admin, and the background processes later work adds.
+"""The ``botfactory`` command: serve, db upgrade, create-admin, and each feature's commands (EXTENSIONS).
 
-Subcommands are registered in COMMANDS so features add theirs in one place (worker, events-consume, runtime-host,
-runtimes ...). Heavy imports happen inside each command, so ``botfactory --help`` stays fast.
+Features add theirs in one place (worker, scheduler, events-consume, runtime-host, runtimes ...). Heavy imports
+happen inside each command, so ``botfactory --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -76,14 +76,11 @@ def _admin_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     parser.set_defaults(func=cmd_create_admin)
 
 
-# Modules that add subcommands: each exposes ``register(subparsers)``. Missing ones are skipped, so the CLI
-# works while later features are still being written.
+# Modules that add subcommands: each exposes ``register(subparsers)``.
 EXTENSIONS = (
     "control_plane.jobs.cli",
     "control_plane.events.cli",
     "control_plane.runtimes.cli",
-    "control_plane.knowledge.cli",
-    "billing.cli",
 )
 BUILTIN: tuple[Callable[[argparse._SubParsersAction], None], ...] = (  # type: ignore[type-arg]
     _serve_parser,
@@ -98,13 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in BUILTIN:
         add(sub)
     for module_name in EXTENSIONS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(module_name).register(sub)
     return parser
 
 
