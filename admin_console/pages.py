@@ -17,7 +17,7 @@ from control_plane.accounts.pages import form_page, read_form, undo, validate_fo
 from control_plane.jobs import model_check
 from control_plane.kit.db import SessionDep
 from control_plane.kit.errors import AppError, Forbidden, NotFound
-from control_plane.kit.pages import Lang, client_ip
+from control_plane.kit.pages import Lang, client_ip, page_number
 from control_plane.kit.redis import get_redis
 from control_plane.kit.templating import render
 
@@ -32,9 +32,9 @@ async def home(lang: Lang) -> RedirectResponse:
     return RedirectResponse(f"/{lang}/admin/tenants", status_code=303)
 
 
-def _login_page(request: Request, **context: Any) -> HTMLResponse:
-    exc = context.pop("exc", None)
-    status_code = context.pop("status_code", 200)
+def _login_page(
+    request: Request, *, status_code: int = 200, exc: AppError | None = None, **context: Any
+) -> HTMLResponse:
     return form_page(
         request, "admin/login.html", {"values": {}, "errors": {}, **context}, status_code=status_code, exc=exc
     )
@@ -79,10 +79,7 @@ async def tenants_page(request: Request, lang: Lang, admin: AdminPagePrincipal, 
     if admin is None:
         return RedirectResponse(f"/{lang}/admin/login", status_code=303)
     query = request.query_params.get("q", "").strip()[:200]
-    try:
-        page = max(int(request.query_params.get("page", "1")), 1)
-    except ValueError:
-        page = 1
+    page = page_number(request)
     items, total = await repository.list_tenants(db, query=query, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
     check = await model_check.read_result(get_redis())
     return render(
@@ -120,13 +117,6 @@ async def tenant_status_submit(
     return RedirectResponse(f"/{lang}/admin/tenants", status_code=303)
 
 
-def _page_number(request: Request) -> int:
-    try:
-        return max(int(request.query_params.get("page", "1")), 1)
-    except ValueError:
-        return 1
-
-
 @router.get("/{lang}/admin/abuse-log")
 async def abuse_log_page(request: Request, lang: Lang, admin: AdminPagePrincipal, db: SessionDep) -> Response:
     if admin is None:
@@ -136,7 +126,7 @@ async def abuse_log_page(request: Request, lang: Lang, admin: AdminPagePrincipal
         tenant_id = uuid.UUID(raw) if raw else None
     except ValueError:
         tenant_id, raw = None, ""
-    page = _page_number(request)
+    page = page_number(request)
     items, total = await repository.list_abuse_log(
         db, tenant_id=tenant_id, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
     )

@@ -10,10 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot_runtime.i18n import N_
 from control_plane.accounts import service
 from control_plane.accounts.auth import PLATFORM_ADMIN_SUBJECT
-from control_plane.kit import redis as rds
-from control_plane.kit import security
+from control_plane.kit import ratelimit, security
 from control_plane.kit.db import dispose_engine, get_sessionmaker
-from control_plane.kit.errors import Forbidden, NotAuthenticated, RateLimited
+from control_plane.kit.errors import Forbidden, NotAuthenticated
 from control_plane.models import User
 from control_plane.settings import get_settings
 
@@ -36,19 +35,12 @@ async def _check_builtin_password(password: str, ip: str) -> None:
 
     Only the IP is limited: a per-account lock on the one built-in admin would let anyone lock the operator out.
     """
-    settings = get_settings()
-    window = settings.login_fail_window_seconds
-    if await rds.peek("login-fail-ip", ip) >= settings.login_fail_limit_per_ip:
-        raise RateLimited(
-            N_("Too many attempts. Please try again in %(seconds)s seconds."),
-            params={"seconds": window},
-            headers={"Retry-After": str(window)},
-        )
-    expected = settings.admin_password
+    await ratelimit.check_ip_login_allowed(ip)
+    expected = get_settings().admin_password
     # An unset ADMIN_PASSWORD disables the built-in admin; compare anyway so timing says nothing.
     matches = hmac.compare_digest((expected or "\0unset").encode(), password.encode())
     if not expected or not matches:
-        await rds.hit("login-fail-ip", ip, limit=settings.login_fail_limit_per_ip, window_seconds=window)
+        await ratelimit.record_ip_login_failure(ip)
         raise NotAuthenticated(N_("Wrong password."))
 
 

@@ -45,6 +45,10 @@ async def me_out(db: SessionDep, user: User) -> MeOut:
     )
 
 
+def token_out(tokens: service.IssuedTokens) -> TokenOut:
+    return TokenOut(access_token=tokens.access_token, expires_in=tokens.expires_in, refresh_token=tokens.refresh_token)
+
+
 @router.post("/auth/register", status_code=201)
 async def register(body: RegisterIn, request: Request, db: SessionDep) -> MeOut:
     """Create an account and its own workspace on the 14-day free trial, and mail a link to verify the address.
@@ -63,18 +67,15 @@ async def login(body: LoginIn, request: Request, db: SessionDep) -> TokenOut:
 
     Failed attempts are limited per account and per IP.
     """
-    user = await service.authenticate(db, email=body.email, password=body.password, ip=client_ip(request))
-    tokens = await service.issue_tokens(
-        db, user, user_agent=request.headers.get("user-agent", ""), ip=client_ip(request)
-    )
-    return TokenOut(access_token=tokens.access_token, expires_in=tokens.expires_in, refresh_token=tokens.refresh_token)
+    ip = client_ip(request)
+    user = await service.authenticate(db, email=body.email, password=body.password, ip=ip)
+    return token_out(await service.issue_tokens(db, user, user_agent=request.headers.get("user-agent", ""), ip=ip))
 
 
 @router.post("/auth/refresh")
 async def refresh(body: RefreshIn, db: SessionDep) -> TokenOut:
     """Swap a refresh token for new tokens; the old refresh token stops working."""
-    tokens = await service.refresh(db, body.refresh_token)
-    return TokenOut(access_token=tokens.access_token, expires_in=tokens.expires_in, refresh_token=tokens.refresh_token)
+    return token_out(await service.refresh(db, body.refresh_token))
 
 
 @router.post("/auth/logout", status_code=204)

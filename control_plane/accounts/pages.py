@@ -38,7 +38,7 @@ from control_plane.kit import security
 from control_plane.kit.db import SessionDep
 from control_plane.kit.errors import AppError, NotFound, validation_error
 from control_plane.kit.i18n import LANGUAGE_NAMES
-from control_plane.kit.pages import Lang, client_ip, set_language_cookie
+from control_plane.kit.pages import Lang, client_ip, set_csrf_cookie, set_language_cookie
 from control_plane.kit.templating import env, render
 from control_plane.models import User
 from control_plane.settings import get_settings
@@ -160,15 +160,7 @@ async def sign_in_browser(request: Request, db: AsyncSession, user: User, *, nex
     set_session_cookie(response, secret)
     set_language_cookie(response, user.language)
     # A fresh CSRF seed at sign-in: a seed planted in this browser before sign-in is worthless afterwards.
-    response.set_cookie(
-        settings.csrf_cookie_name,
-        security.new_token(24),
-        max_age=365 * 24 * 3600,
-        path="/",
-        httponly=True,
-        samesite="lax",
-        secure=settings.https,
-    )
+    set_csrf_cookie(response, security.new_token(24))
     return response
 
 
@@ -188,9 +180,9 @@ def signed_in_user(principal: Principal | None) -> User | None:
 # Register -----------------------------------------------------------------------------------------------------
 
 
-def _register_page(request: Request, **context: Any) -> HTMLResponse:
-    exc = context.pop("exc", None)
-    status_code = context.pop("status_code", 200)
+def _register_page(
+    request: Request, *, status_code: int = 200, exc: AppError | None = None, **context: Any
+) -> HTMLResponse:
     base = {"values": {}, "errors": {}, "google_enabled": get_settings().google_oauth_enabled}
     return form_page(request, "accounts/register.html", {**base, **context}, status_code=status_code, exc=exc)
 
@@ -223,9 +215,9 @@ async def register_submit(request: Request, lang: Lang, db: SessionDep) -> Respo
 # Login and logout ---------------------------------------------------------------------------------------------
 
 
-def _login_page(request: Request, **context: Any) -> HTMLResponse:
-    exc = context.pop("exc", None)
-    status_code = context.pop("status_code", 200)
+def _login_page(
+    request: Request, *, status_code: int = 200, exc: AppError | None = None, **context: Any
+) -> HTMLResponse:
     base = {
         "values": {},
         "errors": {},
@@ -323,9 +315,9 @@ async def google_callback(request: Request, db: SessionDep) -> Response:
 # Password reset -----------------------------------------------------------------------------------------------
 
 
-def _reset_page(request: Request, **context: Any) -> HTMLResponse:
-    exc = context.pop("exc", None)
-    status_code = context.pop("status_code", 200)
+def _reset_page(
+    request: Request, *, status_code: int = 200, exc: AppError | None = None, **context: Any
+) -> HTMLResponse:
     base = {"values": {}, "errors": {}, "token": "", "sent": False}
     return form_page(request, "accounts/password_reset.html", {**base, **context}, status_code=status_code, exc=exc)
 
@@ -406,9 +398,9 @@ async def verify_email_resend(request: Request, lang: Lang, principal: OptionalP
 # Profile ------------------------------------------------------------------------------------------------------
 
 
-def _profile_page(request: Request, user: User, **context: Any) -> HTMLResponse:
-    exc = context.pop("exc", None)
-    status_code = context.pop("status_code", 200)
+def _profile_page(
+    request: Request, user: User, *, status_code: int = 200, exc: AppError | None = None, **context: Any
+) -> HTMLResponse:
     base = {
         "values": {"name": user.name, "language": user.language, "timezone": user.timezone},
         "errors": {},
@@ -495,7 +487,7 @@ async def dev_outbox(request: Request, lang: Lang, db: SessionDep, principal: Op
     if get_settings().is_production:
         raise NotFound()
     is_admin = bool(principal and principal.is_platform_admin)
-    if not (is_admin or _is_loopback(request.client.host if request.client else "")):
+    if not (is_admin or _is_loopback(client_ip(request))):
         raise NotFound()
     mails = await repository.recent_outbox(db, limit=OUTBOX_LIMIT)
     return render(request, "accounts/outbox.html", {"mails": mails})

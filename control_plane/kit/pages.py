@@ -1,16 +1,20 @@
-"""Helpers for HTML routes: the language-prefixed router, CSRF cookie handling, redirects and flash messages."""
+"""Helpers for HTML routes: the language-prefixed router, CSRF cookie handling, redirects and listing page numbers."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot_runtime.i18n import LOCALES, current_locale
 from control_plane.kit import security
 from control_plane.settings import get_settings
+
+CSRF_COOKIE_MAX_AGE = 365 * 24 * 3600
+# Far past any real listing, and small enough that (page - 1) * page size stays inside PostgreSQL's bigint OFFSET.
+MAX_PAGE = 1_000_000
 
 
 def lang_guard(lang: str) -> str:
@@ -59,11 +63,25 @@ class CsrfCookieMiddleware:
         async def send_with_cookie(message: Message) -> None:
             if fresh and message["type"] == "http.response.start":
                 secure = "; Secure" if settings.https else ""
-                cookie = f"{name}={seed}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000{secure}"
+                cookie = f"{name}={seed}; Path=/; HttpOnly; SameSite=Lax; Max-Age={CSRF_COOKIE_MAX_AGE}{secure}"
                 message.setdefault("headers", []).append((b"set-cookie", cookie.encode()))
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
+
+
+def set_csrf_cookie(response: Response, seed: str) -> None:
+    """Replace the browser's CSRF seed, with the same attributes the middleware gives a fresh one."""
+    settings = get_settings()
+    response.set_cookie(
+        settings.csrf_cookie_name,
+        seed,
+        max_age=CSRF_COOKIE_MAX_AGE,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=settings.https,
+    )
 
 
 def set_language_cookie(response: RedirectResponse, lang: str) -> None:
@@ -75,3 +93,12 @@ def set_language_cookie(response: RedirectResponse, lang: str) -> None:
 
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+def page_number(request: Request) -> int:
+    """The ``?page=`` of a listing, from 1; anything else typed into the URL is page 1, and a huge number is capped
+    (it lists nothing instead of overflowing the SQL OFFSET into a 500)."""
+    try:
+        return min(max(int(request.query_params.get("page", "1")), 1), MAX_PAGE)
+    except ValueError:
+        return 1

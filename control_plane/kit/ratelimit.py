@@ -21,6 +21,12 @@ async def check_login_allowed(*, email: str, ip: str) -> None:
     settings = get_settings()
     if await rds.peek("login-fail-account", email) >= settings.login_fail_limit_per_account:
         raise _limited(settings.login_fail_window_seconds)
+    await check_ip_login_allowed(ip)
+
+
+async def check_ip_login_allowed(ip: str) -> None:
+    """The per-IP half of :func:`check_login_allowed`, alone for the built-in admin, who has no account to lock."""
+    settings = get_settings()
     if await rds.peek("login-fail-ip", ip) >= settings.login_fail_limit_per_ip:
         raise _limited(settings.login_fail_window_seconds)
 
@@ -29,6 +35,12 @@ async def record_login_failure(*, email: str, ip: str) -> None:
     settings = get_settings()
     window = settings.login_fail_window_seconds
     await rds.hit("login-fail-account", email, limit=settings.login_fail_limit_per_account, window_seconds=window)
+    await record_ip_login_failure(ip)
+
+
+async def record_ip_login_failure(ip: str) -> None:
+    settings = get_settings()
+    window = settings.login_fail_window_seconds
     await rds.hit("login-fail-ip", ip, limit=settings.login_fail_limit_per_ip, window_seconds=window)
 
 

@@ -48,13 +48,8 @@ env.globals.update(
 
 def localized_path(path: str, lang: str) -> str:
     """The same page in another language: swap (or add) the /{lang}/ prefix."""
-    parts = path.lstrip("/").split("/", 1)
-    rest = (
-        parts[1]
-        if parts and parts[0] in LOCALES and len(parts) > 1
-        else ("" if parts[0] in LOCALES else path.lstrip("/"))
-    )
-    return f"/{lang}/{rest}"
+    first, _, rest = path.lstrip("/").partition("/")
+    return f"/{lang}/{rest}" if first in LOCALES else f"/{lang}/{path.lstrip('/')}"
 
 
 def url(path: str) -> str:
