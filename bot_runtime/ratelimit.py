@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from bot_runtime import contract
+from bot_runtime import contract, streams
 from bot_runtime.i18n import N_
 from bot_runtime.resp import Redis
 
@@ -21,16 +21,8 @@ ENV_NAME = "RUNTIME_CHAT_MESSAGES_PER_MINUTE"
 
 # Shared with the control plane's widget errors on purpose: one msgid, one translation.
 RATE_NOTICE = N_("You are sending messages too quickly. Please wait %(seconds)s seconds and try again.")
-
-# KEYS: window counter, per-event marker. ARGV: TTL. Returns the event's count in the window, INCRed only once.
-_COUNT_ONCE = """
-local counted = redis.call('GET', KEYS[2])
-if counted then return tonumber(counted) end
-local count = redis.call('INCR', KEYS[1])
-if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-redis.call('SET', KEYS[2], count, 'EX', ARGV[1])
-return count
-"""
+# The plan's daily limit (``Runtime.count_message``): the once-a-day notice every channel sends, one msgid.
+LIMIT_NOTICE = N_("This bot has answered all the messages it can today. Please write again tomorrow.")
 
 
 def per_minute(environ: dict[str, str] | None = None) -> int:
@@ -70,7 +62,8 @@ async def check_chat_rate(
     now = time.time() if now is None else now
     window = int(now // WINDOW_SECONDS)
     key = window_key(tenant_id, bot_id, channel, chat, window)
-    count = int(await redis.eval(_COUNT_ONCE, 2, key, f"{key}:e:{event_id}", WINDOW_SECONDS + 5))  # type: ignore[misc]
+    ttl = WINDOW_SECONDS + 5
+    count = int(await redis.eval(streams.COUNT_ONCE, 2, key, f"{key}:e:{event_id}", ttl, ttl))  # type: ignore[misc]
     if count <= limit:
         return RateVerdict(True)
     retry_after = max(1, (window + 1) * WINDOW_SECONDS - int(now))

@@ -353,17 +353,6 @@ def counted_key(tenant_id: str, event_id: str) -> str:
     return f"{contract.prefix()}tenant:{tenant_id}:counted:{event_id}"
 
 
-# KEYS: usage counter, per-event marker. ARGV: counter TTL, marker TTL. The event's count: INCRed the first time,
-# read back from the marker after that, in one atomic step.
-_COUNT_ONCE = """
-local counted = redis.call('GET', KEYS[2])
-if counted then return tonumber(counted) end
-local count = redis.call('INCR', KEYS[1])
-if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-redis.call('SET', KEYS[2], count, 'EX', ARGV[2])
-return count
-"""
-
 # KEYS: lease, dedupe marker, sent marker. ARGV: expected lease value ('' when unleased), entry id, dedupe TTL.
 # The whole admission of an inbound entry in one round trip: {0} lease lost (nothing written); {1, 3} a different
 # entry already carried this event id; else {1, 1 fresh | 2 our own redelivery, sent marker exists 0/1}.
@@ -680,14 +669,14 @@ class Runtime:
                 entries = await streams.read_new(
                     self.redis, self.stream, contract.RUNTIME_GROUP, self.s.consumer, count=min(free, 32), block_ms=1000
                 )
+                for entry_id, fields in entries:
+                    self._submit(entry_id, fields, redelivered=False)
+                if not entries and await self._idle_due():
+                    await self._go_idle()
             except (*redis_errors(), OSError) as exc:
+                # A Redis blip in the idle check too: retried on the next turn rather than ending the process.
                 log.warning("runtime.inbound.read_error", extra={"error": repr(exc)})
                 await asyncio.sleep(1)
-                continue
-            for entry_id, fields in entries:
-                self._submit(entry_id, fields, redelivered=False)
-            if not entries and await self._idle_due():
-                await self._go_idle()
 
     async def _idle_due(self) -> bool:
         if self.s.idle_seconds <= 0 or self._inflight:
@@ -711,21 +700,32 @@ class Runtime:
                     await hook(self)
                 except Exception:
                     log.exception("runtime.idle_hook.failed")
-            entries = await streams.read_new(
-                self.redis, self.stream, contract.RUNTIME_GROUP, self.s.consumer, count=32, block_ms=None
-            )
+            try:
+                entries = await streams.read_new(
+                    self.redis, self.stream, contract.RUNTIME_GROUP, self.s.consumer, count=32, block_ms=None
+                )
+            except (*redis_errors(), OSError):
+                # Carry on serving as before the attempt (the caller logs and retries): marker off, pollers back.
+                with contextlib.suppress(*redis_errors(), OSError):
+                    await self.redis.delete(contract.idle_key(self.tenant_id))
+                await self._resume_after_idle_hooks()
+                raise
             if entries:
                 await self.redis.delete(contract.idle_key(self.tenant_id))
                 for entry_id, fields in entries:
                     self._submit(entry_id, fields, redelivered=False)
-                if _idle_hooks:
-                    try:
-                        await self._apply_config()  # restart what the idle hooks stopped
-                    except Exception:
-                        log.exception("runtime.resume.failed")
+                await self._resume_after_idle_hooks()
                 return
             log.info("runtime.idle", extra={"idle_seconds": self.s.idle_seconds})
             self.stop(contract.EXIT_IDLE, "idle")
+
+    async def _resume_after_idle_hooks(self) -> None:
+        """Restart what the idle hooks stopped (e.g. Telegram pollers) by running the config listeners again."""
+        if _idle_hooks:
+            try:
+                await self._apply_config()
+            except Exception:
+                log.exception("runtime.resume.failed")
 
     async def _claim_loop(self) -> None:
         """Take over entries a dead runtime left pending (at start, then every few seconds)."""
@@ -757,23 +757,34 @@ class Runtime:
         self._inflight[entry_id] = task
         task.add_done_callback(lambda _t: self._inflight.pop(entry_id, None))
 
-    def _order_key(self, fields: dict[str, str]) -> str:
+    @staticmethod
+    def _parse(fields: dict[str, str]) -> InboundEvent | Exception:
+        """The entry's event, or why it cannot be read (parsed once per entry: order key and processing share it)."""
         try:
-            event = InboundEvent.from_fields(fields)  # type: ignore[arg-type]
+            return InboundEvent.from_fields(fields)  # type: ignore[arg-type]
+        except Exception as exc:
+            return exc
+
+    @staticmethod
+    def _order_key(event: InboundEvent | Exception | None) -> str:
+        if not isinstance(event, InboundEvent):
+            return ""
+        try:
             registration = handler_for(event.kind)
             return registration.order_key(event) if registration else event.bot_id
         except Exception:
             return ""
 
     async def _run_entry(self, entry_id: str, fields: dict[str, str], redelivered: bool) -> None:
-        key = self._order_key(fields)
+        event = self._parse(fields) if fields else None
+        key = self._order_key(event)
         lock, users = self._order_locks.get(key, (asyncio.Lock(), 0))
         self._order_locks[key] = (lock, users + 1)
         try:
             async with lock, self._sem:
                 if self._stop.is_set():
                     return  # leave it pending; the next runtime claims it
-                await self._process(entry_id, fields, redelivered)
+                await self._process(entry_id, fields, event, redelivered)
                 self._last_activity = time.monotonic()
         except LeaseLost:
             pass  # not acked: whoever holds the lease now claims it
@@ -789,14 +800,14 @@ class Runtime:
             else:
                 self._order_locks[key] = (lock, users - 1)
 
-    async def _process(self, entry_id: str, fields: dict[str, str], redelivered: bool) -> None:
-        if not fields:  # the stream item was trimmed while pending
+    async def _process(
+        self, entry_id: str, fields: dict[str, str], event: InboundEvent | Exception | None, redelivered: bool
+    ) -> None:
+        if event is None:  # no fields: the stream item was trimmed while pending
             await self.redis.xack(self.stream, contract.RUNTIME_GROUP, entry_id)
             return
-        try:
-            event = InboundEvent.from_fields(fields)  # type: ignore[arg-type]
-        except Exception as exc:
-            await self._dead_letter(entry_id, fields, f"malformed entry: {exc!r}")
+        if isinstance(event, Exception):
+            await self._dead_letter(entry_id, fields, f"malformed entry: {event!r}")
             return
         # One round trip: lease check, dedupe marker (it holds the entry id, so our own redelivery of the same entry
         # passes and only a different entry carrying an already seen event id counts as a duplicate), sent marker.
@@ -892,7 +903,7 @@ class Runtime:
                 count, _ = await pipe.execute()
         else:
             marker = counted_key(tenant_cfg.tenant_id, event_id)
-            count = await self.redis.eval(_COUNT_ONCE, 2, key, marker, 2 * DAY_SECONDS, self.s.dedupe_ttl)
+            count = await self.redis.eval(streams.COUNT_ONCE, 2, key, marker, 2 * DAY_SECONDS, self.s.dedupe_ttl)
         limit = tenant_cfg.plan.messages_per_day
         return limit is None or int(count) <= limit
 

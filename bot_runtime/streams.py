@@ -18,6 +18,18 @@ Entry = tuple[str, dict[str, str]]
 # The events stream is trimmed approximately (cheap) well above what the consumer falls behind by in practice.
 DEFAULT_EVENTS_MAXLEN = 500_000
 
+# Count an inbound entry once however often it is handled (handler retries, redelivery after a crash): the daily
+# usage counter and the per-chat rate windows. KEYS: counter, per-event marker. ARGV: counter TTL, marker TTL.
+# Returns the event's count: INCRed the first time, read back from the marker after that, in one atomic step.
+COUNT_ONCE = """
+local counted = redis.call('GET', KEYS[2])
+if counted then return tonumber(counted) end
+local count = redis.call('INCR', KEYS[1])
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+redis.call('SET', KEYS[2], count, 'EX', ARGV[2])
+return count
+"""
+
 
 async def ensure_group(redis: Redis, stream: str, group: str) -> None:
     """Create the consumer group at id 0 (so entries queued before the first runtime ever started are read)."""

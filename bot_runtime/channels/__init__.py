@@ -7,7 +7,13 @@ below without pulling in python-telegram-bot's ``telegram.ext`` or the runtime c
 
 from __future__ import annotations
 
+import time
+from typing import TYPE_CHECKING, Any
+
 from bot_runtime.i18n import N_
+
+if TYPE_CHECKING:
+    from bot_runtime.answering.schemas import AnswerResult
 
 # Update kinds we ask Telegram for (setWebhook and getUpdates alike). Anything else is never delivered, so the
 # runtime never pays for updates it would ignore.
@@ -29,6 +35,45 @@ TELEGRAM_MAX_MESSAGE_CHARS = 4096
 TELEGRAM_MAX_PER_SECOND = 30
 TELEGRAM_CHAT_INTERVAL_SECONDS = 1.0
 
+
+# ---------------------------------------------------------------------------------------------------------------
+# Helpers the runtime's channel handlers share (nothing heavy imported until called).
+
+
+def detect_language(text: str, hint: str | None, default: str) -> str:
+    """The language to answer ``text`` in: detected from it, else ``hint`` (the client's), else ``default``."""
+    from bot_runtime.answering.langdetect import detect_language as detect
+
+    return detect(text, hint=hint or default) or default
+
+
+def message_out_data(
+    text: str,
+    *,
+    received_at: float,
+    delivery: str,
+    parts: int,
+    language: str,
+    reply_to: Any,
+    answer: AnswerResult | None = None,
+) -> dict[str, Any]:
+    """The ``data`` of a ``message.out`` RuntimeEvent (see ``contract.RuntimeEvent``); ``answer`` None for a notice."""
+    return {
+        "text": text,
+        "latency_ms": round(max(0.0, time.time() - received_at) * 1000),
+        "delivery": delivery,
+        "parts": parts,
+        "language": language,
+        "provider": answer.provider if answer else None,
+        "model": answer.model if answer else None,
+        "tokens_in": answer.tokens_in if answer else 0,
+        "tokens_out": answer.tokens_out if answer else 0,
+        "fallback": answer.fallback if answer else False,
+        "sources": list(answer.source_ids) if answer else [],
+        "reply_to": reply_to,
+    }
+
+
 __all__ = [
     "TELEGRAM_ALLOWED_UPDATES",
     "TELEGRAM_CHAT_INTERVAL_SECONDS",
@@ -36,4 +81,6 @@ __all__ = [
     "TELEGRAM_COMMAND_LANGUAGES",
     "TELEGRAM_MAX_MESSAGE_CHARS",
     "TELEGRAM_MAX_PER_SECOND",
+    "detect_language",
+    "message_out_data",
 ]

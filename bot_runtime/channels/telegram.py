@@ -56,7 +56,7 @@ from telegram.request import HTTPXRequest
 
 from bot_runtime import contract
 from bot_runtime.answering.tenant import TenantAnswerer, close_shared_answerer, shared_answerer
-from bot_runtime.channels import TELEGRAM_MAX_MESSAGE_CHARS
+from bot_runtime.channels import TELEGRAM_MAX_MESSAGE_CHARS, detect_language, message_out_data
 from bot_runtime.channels.limiter import BotLimiter
 from bot_runtime.channels.poller import (
     UPDATE_KIND,
@@ -69,7 +69,7 @@ from bot_runtime.channels.poller import (
 from bot_runtime.crypto import SecretKeyError, decrypt_json
 from bot_runtime.i18n import gettext as _
 from bot_runtime.i18n import normalize_locale, use_locale
-from bot_runtime.ratelimit import RATE_NOTICE, check_chat_rate
+from bot_runtime.ratelimit import LIMIT_NOTICE, RATE_NOTICE, check_chat_rate
 from bot_runtime.runtime import (
     HandlerContext,
     Runtime,
@@ -241,12 +241,6 @@ def _turns(history: deque[tuple[str, str]]) -> tuple[Turn, ...]:
     from bot_runtime.answering.schemas import Turn
 
     return tuple(Turn(role=role, text=text) for role, text in history)  # type: ignore[arg-type]
-
-
-def _detect_language(text: str, hint: str | None, default: str) -> str:
-    from bot_runtime.answering.langdetect import detect_language
-
-    return detect_language(text, hint=hint or default) or default
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -601,7 +595,7 @@ class TelegramChannel:
             return
         question = self._without_mention(entry.connected, message.text)
         hint = self._language_code(update)
-        language = _detect_language(question or message.text, hint, entry.bot.language)
+        language = detect_language(question or message.text, hint, entry.bot.language)
         if not await self._admit(entry, update, language, kind="text", text=question):
             return
         if not question:
@@ -696,7 +690,7 @@ class TelegramChannel:
         chat_key = f"tg:{entry.bot.id}:{message.chat_id}"
         if await ctx.runtime.should_send_limit_notice(ctx.config, chat_key):
             with use_locale(language):
-                notice = _("This bot has answered all the messages it can today. Please write again tomorrow.")
+                notice = _(LIMIT_NOTICE)
             await self._reply(entry, update, notice, language=language, limit_notice=True)
         return False
 
@@ -717,20 +711,15 @@ class TelegramChannel:
         # In groups the answer quotes the question, so everybody sees whom it answers.
         reply_to = message.message_id if message.chat.type in _GROUP_TYPES else None
         delivery, parts = await self._send_text(entry, update, message.chat_id, text, reply_to=reply_to)
-        data: dict[str, Any] = {
-            "text": text,
-            "latency_ms": round(max(0.0, time.time() - entry.ctx.event.received_at) * 1000),
-            "delivery": delivery,
-            "parts": parts,
-            "language": language,
-            "provider": answer.provider if answer else None,
-            "model": answer.model if answer else None,
-            "tokens_in": answer.tokens_in if answer else 0,
-            "tokens_out": answer.tokens_out if answer else 0,
-            "fallback": answer.fallback if answer else False,
-            "sources": list(answer.source_ids) if answer else [],
-            "reply_to": message.message_id,
-        }
+        data = message_out_data(
+            text,
+            received_at=entry.ctx.event.received_at,
+            delivery=delivery,
+            parts=parts,
+            language=language,
+            reply_to=message.message_id,
+            answer=answer,
+        )
         if limit_notice:
             data["limit_notice"] = True
         if answer is not None and answer.blocked:

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from bot_runtime import contract
 from bot_runtime.answering.tenant import TenantAnswerer, close_shared_answerer, shared_answerer
+from bot_runtime.channels import detect_language, message_out_data
 from bot_runtime.i18n import N_, normalize_locale, use_locale
 from bot_runtime.i18n import gettext as _
-from bot_runtime.ratelimit import RATE_NOTICE, check_chat_rate
+from bot_runtime.ratelimit import LIMIT_NOTICE, RATE_NOTICE, check_chat_rate
 from bot_runtime.resp import Redis
 from bot_runtime.runtime import HandlerContext, Runtime, register_handler, register_shutdown
 
@@ -39,8 +40,6 @@ MESSAGE_KIND = "widget.message"
 # Earlier turns handed to the answering engine, read back from the conversation stream (survives restarts).
 HISTORY_TURNS = 6
 
-# Shared with the Telegram channel on purpose: one msgid, one translation.
-LIMIT_NOTICE = N_("This bot has answered all the messages it can today. Please write again tomorrow.")
 UNAVAILABLE_NOTICE = N_("This chat is not available right now. Please try again later.")
 
 
@@ -106,12 +105,6 @@ def answerer(runtime: Runtime) -> TenantAnswerer:
     return shared_answerer(runtime.s.redis_url)
 
 
-def _detect_language(text: str, hint: str | None, default: str) -> str:
-    from bot_runtime.answering.langdetect import detect_language
-
-    return detect_language(text, hint=hint or default) or default
-
-
 async def handle_message(ctx: HandlerContext) -> None:
     """Answer one ``widget.message`` entry. Raises (so the core retries) only on transient trouble."""
     event = ctx.event
@@ -126,7 +119,7 @@ async def handle_message(ctx: HandlerContext) -> None:
     bot = ctx.bot
     key = contract.widget_conversation_stream(ctx.tenant_id, event.bot_id, visitor_id)
     chat = {"external_id": visitor_id}
-    language = _detect_language(text, hint, bot.language if bot else "en")
+    language = detect_language(text, hint, bot.language if bot else "en")
     chat["language"] = language
     history, already = await read_history(ctx.redis, key, reply_to)
     if already is not None:
@@ -212,20 +205,15 @@ def _in_data(
 def _out_data(
     ctx: HandlerContext, text: str, language: str, reply_to: str, *, answer: AnswerResult | None = None
 ) -> dict[str, Any]:
-    return {
-        "text": text,
-        "latency_ms": round(max(0.0, time.time() - ctx.event.received_at) * 1000),
-        "delivery": "sent",
-        "parts": 1,
-        "language": language,
-        "provider": answer.provider if answer else None,
-        "model": answer.model if answer else None,
-        "tokens_in": answer.tokens_in if answer else 0,
-        "tokens_out": answer.tokens_out if answer else 0,
-        "fallback": answer.fallback if answer else False,
-        "sources": list(answer.source_ids) if answer else [],
-        "reply_to": reply_to,
-    }
+    return message_out_data(
+        text,
+        received_at=ctx.event.received_at,
+        delivery="sent",
+        parts=1,
+        language=language,
+        reply_to=reply_to,
+        answer=answer,
+    )
 
 
 async def _on_shutdown(runtime: Runtime) -> None:
