@@ -35,11 +35,15 @@ def _invalid() -> ValidationFailed:
     return ValidationFailed(NOT_AN_IMAGE, fields=[("file", NOT_AN_IMAGE)])
 
 
+def max_avatar_megabytes() -> str:
+    """The upload limit as shown to people ("2", "1.5"), the same on the form and in the error."""
+    return f"{round(get_settings().max_avatar_bytes / (1024 * 1024), 1):g}"
+
+
 def too_large() -> PayloadTooLarge:
-    megabytes = round(get_settings().max_avatar_bytes / (1024 * 1024), 1)
     return PayloadTooLarge(
         N_("The image is too large. The limit is %(megabytes)s MB."),
-        params={"megabytes": f"{megabytes:g}"},
+        params={"megabytes": max_avatar_megabytes()},
         fields=[("file", N_("This file is too large."))],
     )
 

@@ -13,7 +13,6 @@ from fastapi.responses import Response
 
 from control_plane.bots import service
 from control_plane.bots.auth import EditableBot, OwnedBot, ReadableBot
-from control_plane.bots.avatar import too_large
 from control_plane.bots.repository import StoredAvatar
 from control_plane.bots.schemas import BotCreate, BotList, BotOut, BotUpdate
 from control_plane.kit.db import SessionDep
@@ -85,10 +84,8 @@ async def upload_avatar(
     file: Annotated[UploadFile, File(description="PNG, JPEG, WEBP or GIF; cropped to a square.")],
 ) -> BotOut:
     """Upload the bot's avatar (multipart field ``file``). The type is read from the content, not the name."""
-    limit = get_settings().max_avatar_bytes
-    raw = await file.read(limit + 1)  # one byte more than allowed is enough to know it is too big
-    if len(raw) > limit:
-        raise too_large()
+    # One byte more than allowed is enough for the service to refuse it (413) without reading the rest.
+    raw = await file.read(get_settings().max_avatar_bytes + 1)
     bot = await service.set_avatar(db, ctx, bot, raw, ip=client_ip(request))
     return BotOut.from_bot(bot)
 

@@ -21,7 +21,7 @@ from billing.limits import PlanLimitReached, TenantSuspended, bot_limit_reached,
 from bot_runtime.i18n import LOCALES, N_, gettext
 from control_plane.accounts.auth import OptionalPrincipal
 from control_plane.bots import service
-from control_plane.bots.avatar import too_large
+from control_plane.bots.avatar import max_avatar_megabytes
 from control_plane.bots.schemas import BotCreate, BotUpdate, WidgetSettings, avatar_path
 from control_plane.bots.sections import bot_sections
 from control_plane.kit.db import SessionDep
@@ -75,6 +75,16 @@ def parse_bot_id(raw: str) -> uuid.UUID:
         raise NotFound() from None
 
 
+async def page_bot(
+    request: Request, principal: OptionalPrincipal, db: SessionDep, raw_bot_id: str, minimum: Role = Role.viewer
+) -> tuple[TenantContext, Bot] | Response:
+    """The caller's tenant and the path's bot, loaded with at least ``minimum``; anonymous visitors sign in first."""
+    ctx = await page_tenant(request, principal, db)
+    if ctx is None:
+        return login_redirect(request)
+    return ctx, await service.get_bot(db, ctx, parse_bot_id(raw_bot_id), minimum=minimum)
+
+
 def notice(request: Request) -> dict[str, str] | None:
     key = request.query_params.get("done", "")
     return {"kind": "success", "message": gettext(NOTICES[key])} if key in NOTICES else None
@@ -85,9 +95,8 @@ def language_options() -> list[tuple[str, str]]:
     return [(code, LANGUAGE_NAMES[code]) for code in LOCALES]
 
 
-def bot_url(bot: Bot | uuid.UUID, done: str | None = None) -> str:
-    bot_id = bot.id if isinstance(bot, Bot) else bot
-    return f"bots/{bot_id}" + (f"?done={done}" if done else "")
+def bot_url(bot: Bot, done: str | None = None) -> str:
+    return f"bots/{bot.id}" + (f"?done={done}" if done else "")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -260,7 +269,7 @@ async def render_bot(
         "errors": errors or {},
         "avatar_errors": avatar_errors or [],
         "avatar_url": avatar_path(bot),
-        "max_avatar_mb": f"{get_settings().max_avatar_bytes / (1024 * 1024):g}",
+        "max_avatar_mb": max_avatar_megabytes(),
         "sections": sections,
         "language_options": language_options(),
         "sections_data": section_data,
@@ -271,19 +280,19 @@ async def render_bot(
 
 @router.get("/{lang}/bots/{bot_id}")
 async def bot_page(request: Request, lang: Lang, bot_id: str, principal: OptionalPrincipal, db: SessionDep) -> Response:
-    ctx = await page_tenant(request, principal, db)
-    if ctx is None:
-        return login_redirect(request)
-    bot = await service.get_bot(db, ctx, parse_bot_id(bot_id))
+    found = await page_bot(request, principal, db, bot_id)
+    if isinstance(found, Response):
+        return found
+    ctx, bot = found
     return await render_bot(request, db, ctx, bot)
 
 
 @router.post("/{lang}/bots/{bot_id}")
 async def save_bot(request: Request, lang: Lang, bot_id: str, principal: OptionalPrincipal, db: SessionDep) -> Response:
-    ctx = await page_tenant(request, principal, db)
-    if ctx is None:
-        return login_redirect(request)
-    bot = await service.get_bot(db, ctx, parse_bot_id(bot_id), minimum=Role.editor)
+    found = await page_bot(request, principal, db, bot_id, Role.editor)
+    if isinstance(found, Response):
+        return found
+    ctx, bot = found
     values = values_from_form(await request.form())
     try:
         data = BotUpdate.model_validate(payload(values, full=True))
@@ -297,16 +306,14 @@ async def save_bot(request: Request, lang: Lang, bot_id: str, principal: Optiona
 async def upload_avatar(
     request: Request, lang: Lang, bot_id: str, principal: OptionalPrincipal, db: SessionDep
 ) -> Response:
-    ctx = await page_tenant(request, principal, db)
-    if ctx is None:
-        return login_redirect(request)
-    bot = await service.get_bot(db, ctx, parse_bot_id(bot_id), minimum=Role.editor)
+    found = await page_bot(request, principal, db, bot_id, Role.editor)
+    if isinstance(found, Response):
+        return found
+    ctx, bot = found
     upload = (await request.form()).get("file")
-    limit = get_settings().max_avatar_bytes
-    raw = await upload.read(limit + 1) if isinstance(upload, UploadFile) else b""
+    # As in the API: one byte past the limit is enough for the service to refuse it.
+    raw = await upload.read(get_settings().max_avatar_bytes + 1) if isinstance(upload, UploadFile) else b""
     try:
-        if len(raw) > limit:
-            raise too_large()
         await service.set_avatar(db, ctx, bot, raw, ip=client_ip(request))
     except FORM_ERRORS as exc:
         messages = [gettext(message) for _field, message in exc.fields] or [gettext(exc.message, **exc.params)]
@@ -318,10 +325,10 @@ async def upload_avatar(
 async def remove_avatar(
     request: Request, lang: Lang, bot_id: str, principal: OptionalPrincipal, db: SessionDep
 ) -> Response:
-    ctx = await page_tenant(request, principal, db)
-    if ctx is None:
-        return login_redirect(request)
-    bot = await service.get_bot(db, ctx, parse_bot_id(bot_id), minimum=Role.editor)
+    found = await page_bot(request, principal, db, bot_id, Role.editor)
+    if isinstance(found, Response):
+        return found
+    ctx, bot = found
     await service.remove_avatar(db, ctx, bot, ip=client_ip(request))
     return redirect(bot_url(bot, "avatar-removed"))
 
@@ -334,10 +341,10 @@ async def remove_avatar(
 async def confirm_delete(
     request: Request, lang: Lang, bot_id: str, principal: OptionalPrincipal, db: SessionDep
 ) -> Response:
-    ctx = await page_tenant(request, principal, db)
-    if ctx is None:
-        return login_redirect(request)
-    bot = await service.get_bot(db, ctx, parse_bot_id(bot_id), minimum=Role.owner)
+    found = await page_bot(request, principal, db, bot_id, Role.owner)
+    if isinstance(found, Response):
+        return found
+    _ctx, bot = found
     return render(request, "bots/delete.html", {"bot": bot})
 
 
@@ -345,9 +352,9 @@ async def confirm_delete(
 async def delete_bot(
     request: Request, lang: Lang, bot_id: str, principal: OptionalPrincipal, db: SessionDep
 ) -> Response:
-    ctx = await page_tenant(request, principal, db)
-    if ctx is None:
-        return login_redirect(request)
-    bot = await service.get_bot(db, ctx, parse_bot_id(bot_id), minimum=Role.owner)
+    found = await page_bot(request, principal, db, bot_id, Role.owner)
+    if isinstance(found, Response):
+        return found
+    ctx, bot = found
     await service.delete_bot(db, ctx, bot, ip=client_ip(request))
     return redirect("dashboard?done=deleted")

@@ -97,14 +97,19 @@ def unique_origins(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-Origin = Annotated[str, AfterValidator(normalize_origin)]
-Name = Annotated[str, Field(max_length=NAME_MAX)]
-Description = Annotated[str, Field(max_length=DESCRIPTION_MAX)]
-Instructions = Annotated[str, Field(max_length=INSTRUCTIONS_MAX)]
-BotMessage = Annotated[str, Field(max_length=MESSAGE_MAX)]
-Origins = Annotated[list[Origin], Field(max_length=ORIGINS_MAX)]
+def _named(value: str) -> str:
+    if not value:
+        raise ValueError(N_("Enter a name for the bot."))
+    return value
 
-TEXT_FIELDS = ("name", "description", "instructions", "welcome_message", "fallback_message")
+
+# The field rules live in the types, so creating and editing a bot cannot drift apart.
+Origin = Annotated[str, AfterValidator(normalize_origin)]
+Name = Annotated[str, Field(max_length=NAME_MAX), AfterValidator(check_text), AfterValidator(_named)]
+Description = Annotated[str, Field(max_length=DESCRIPTION_MAX), AfterValidator(check_text)]
+Instructions = Annotated[str, Field(max_length=INSTRUCTIONS_MAX), AfterValidator(check_text)]
+BotMessage = Annotated[str, Field(max_length=MESSAGE_MAX), AfterValidator(check_text)]
+Origins = Annotated[list[Origin], Field(max_length=ORIGINS_MAX), AfterValidator(unique_origins)]
 
 
 class WidgetSettings(BaseModel):
@@ -165,23 +170,6 @@ class BotCreate(BaseModel):
     allowed_origins: Origins = Field(default_factory=list, description="Websites that may embed the widget.")
     widget: WidgetSettings | None = None
 
-    @field_validator(*TEXT_FIELDS)
-    @classmethod
-    def _text(cls, value: str) -> str:
-        return check_text(value)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not value:
-            raise ValueError(N_("Enter a name for the bot."))
-        return value
-
-    @field_validator("allowed_origins")
-    @classmethod
-    def _origins(cls, value: list[str]) -> list[str]:
-        return unique_origins(value)
-
 
 class BotUpdate(BaseModel):
     """A partial update: only the fields sent change. ``null`` is refused for every field."""
@@ -206,23 +194,6 @@ class BotUpdate(BaseModel):
         if value is None:
             raise ValueError(N_("This field cannot be empty."))
         return value
-
-    @field_validator(*TEXT_FIELDS)
-    @classmethod
-    def _text(cls, value: str) -> str:
-        return check_text(value)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not value:
-            raise ValueError(N_("Enter a name for the bot."))
-        return value
-
-    @field_validator("allowed_origins")
-    @classmethod
-    def _origins(cls, value: list[str]) -> list[str]:
-        return unique_origins(value)
 
 
 def avatar_path(bot: Bot) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic.config import Config
@@ -17,10 +18,11 @@ router = APIRouter(include_in_schema=False)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def alembic_heads() -> set[str]:
+@functools.cache  # the migration scripts only change with a deploy; readiness probes call this every few seconds
+def alembic_heads() -> frozenset[str]:
     config = Config(str(ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(ROOT / "alembic"))
-    return set(ScriptDirectory.from_config(config).get_heads())
+    return frozenset(ScriptDirectory.from_config(config).get_heads())
 
 
 @router.get("/healthz")

@@ -51,6 +51,15 @@ async def test_empty_dashboard(app, client: httpx.AsyncClient, lang: str) -> Non
     assert f'<html lang="{lang}">' in response.text
 
 
+async def test_dashboard_page_far_past_the_end_is_empty(app, client: httpx.AsyncClient) -> None:  # type: ignore[no-untyped-def]
+    owner = await make_account(client)
+    await make_bot(client, owner)
+    async with browser_client(app, owner) as (http, _):
+        response = await http.get("/en/dashboard", params={"page": str(10**20)})
+    assert response.status_code == 200
+    assert 'class="empty-state"' in response.text and 'href="/en/dashboard"' in response.text
+
+
 @pytest.mark.parametrize("lang", LANGS)
 async def test_dashboard_lists_bots_with_status(app, client: httpx.AsyncClient, lang: str) -> None:  # type: ignore[no-untyped-def]
     owner = await make_account(client)
