@@ -37,7 +37,6 @@ from control_plane.knowledge.schemas import (
     UrlSourceCreate,
 )
 from control_plane.models import Bot, KnowledgeSource, Role
-from control_plane.settings import get_settings
 
 api = APIRouter(prefix="/api/v1/bots/{bot_id}", tags=["knowledge"])
 
@@ -58,8 +57,9 @@ def source_with_role(minimum: Role, *, with_text: bool = False) -> Callable[...,
 
 ReadableSource = Annotated[BotSource, Depends(source_with_role(Role.viewer, with_text=True))]
 EditableSource = Annotated[BotSource, Depends(source_with_role(Role.editor))]
-ChunkLimit = Annotated[int, Query(ge=1, le=500)]
-ChunkOffset = Annotated[int, Query(ge=0)]
+Limit500 = Annotated[int, Query(ge=1, le=500)]
+Limit200 = Annotated[int, Query(ge=1, le=200)]
+Offset = Annotated[int, Query(ge=0)]
 
 
 def queued(source: KnowledgeSource) -> SourceQueued:
@@ -75,8 +75,8 @@ async def list_sources(
     bot: ReadableBot,
     ctx: CurrentTenant,
     db: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit500 = 100,
+    offset: Offset = 0,
 ) -> SourceList:
     """The bot's knowledge sources, newest first, with their status and progress (poll this while ingesting)."""
     sources, total = await service.list_sources(db, ctx, bot, limit=limit, offset=offset)
@@ -103,9 +103,7 @@ async def add_file(
     file: Annotated[UploadFile, File(description="PDF, DOCX, XLSX, CSV, TXT/Markdown or HTML.")],
 ) -> SourceQueued:
     """Upload a file (multipart field ``file``). The type is read from the content; the size is limited (413)."""
-    limit = get_settings().max_upload_bytes
-    data = await file.read(limit + 1)  # one byte more than allowed is enough to know it is too big
-    return queued(await service.add_file(db, ctx, bot, data, file.filename))
+    return queued(await service.add_file(db, ctx, bot, await service.read_upload(file), file.filename))
 
 
 @api.post("/knowledge/url", status_code=202)
@@ -119,8 +117,8 @@ async def get_source(
     ref: ReadableSource,
     ctx: CurrentTenant,
     db: SessionDep,
-    chunk_limit: ChunkLimit = 100,
-    chunk_offset: ChunkOffset = 0,
+    chunk_limit: Limit500 = 100,
+    chunk_offset: Offset = 0,
 ) -> SourceDetail:
     """One source with a preview of its extracted text, its chunks (paged) and, for Q&A sources, its pairs."""
     return await service.source_detail(db, ctx, ref.source, chunk_limit=chunk_limit, chunk_offset=chunk_offset)
@@ -180,8 +178,8 @@ async def list_unanswered(
     bot: ReadableBot,
     ctx: CurrentTenant,
     db: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit200 = 50,
+    offset: Offset = 0,
 ) -> UnansweredList:
     """Questions that got the fallback answer in the last 90 days, grouped, most frequent first."""
     items, total = await service.unanswered(db, ctx, bot, limit=limit, offset=offset)
@@ -201,8 +199,8 @@ async def abuse_log(
     bot: ReadableBot,
     ctx: CurrentTenant,
     db: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit200 = 50,
+    offset: Offset = 0,
 ) -> AbuseLog:
     """Messages the content filter refused (abuse, spam, harmful, too long), newest first."""
     entries, total = await console.abuse_log(db, ctx, bot, limit=limit, offset=offset)

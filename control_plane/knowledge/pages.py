@@ -102,6 +102,12 @@ def field_errors(exc: ValidationError) -> FieldErrors:
     return errors
 
 
+def error_alert(exc: ValidationError) -> dict[str, str]:
+    """All field errors in one alert, for forms too small to show them beside their fields."""
+    message = "; ".join(message for messages in field_errors(exc).values() for message in messages)
+    return {"kind": "error", "message": message}
+
+
 async def _page_bot(
     request: Request, principal: OptionalPrincipal, db: SessionDep, raw_bot_id: str, minimum: Role
 ) -> tuple[TenantContext, Bot] | Response:
@@ -258,10 +264,10 @@ async def add_file(request: Request, lang: Lang, bot_id: str, principal: Optiona
     upload = (await request.form()).get("file")
 
     async def build() -> None:
-        limit = get_settings().max_upload_bytes
-        data = await upload.read(limit + 1) if isinstance(upload, UploadFile) else b""
-        name = upload.filename if isinstance(upload, UploadFile) else None
-        await service.add_file(db, ctx, bot, data, name)
+        if isinstance(upload, UploadFile):
+            await service.add_file(db, ctx, bot, await service.read_upload(upload), upload.filename)
+        else:  # no file chosen: refused like an empty one
+            await service.add_file(db, ctx, bot, b"", None)
 
     return await _add(request, db, ctx, bot, "file", {}, build)
 
@@ -447,10 +453,7 @@ async def schedule(
         data = schemas.ScheduleUpdate.model_validate({"sync_interval_hours": raw or None})
         await service.set_schedule(db, ctx, bot, source.id, data)
     except ValidationError as exc:
-        message = "; ".join(message for messages in field_errors(exc).values() for message in messages)
-        return await render_source(
-            request, db, ctx, bot, source, alert={"kind": "error", "message": message}, status=422
-        )
+        return await render_source(request, db, ctx, bot, source, alert=error_alert(exc), status=422)
     except service.NotUrlSource as exc:
         return await render_source(request, db, ctx, bot, source, alert=alert_for(exc), status=exc.status_code)
     return redirect(knowledge_url(bot, f"/{source.id}", done="saved"))
@@ -560,14 +563,15 @@ async def console_ask(
 # Unanswered questions
 
 
-@router.get("/{lang}/bots/{bot_id}/unanswered")
-async def unanswered_page(
-    request: Request, lang: Lang, bot_id: str, principal: OptionalPrincipal, db: SessionDep
-) -> Response:
-    found = await _page_bot(request, principal, db, bot_id, Role.viewer)
-    if isinstance(found, Response):
-        return found
-    ctx, bot = found
+async def render_unanswered(
+    request: Request,
+    db: AsyncSession,
+    ctx: TenantContext,
+    bot: Bot,
+    *,
+    alert: dict[str, str] | None = None,
+    status: int = 200,
+) -> HTMLResponse:
     items, total = await service.unanswered(db, ctx, bot, limit=200)
     context = {
         "bot": bot,
@@ -575,9 +579,19 @@ async def unanswered_page(
         "can_edit": await _can_edit(db, ctx, bot),
         "items": items,
         "total": total,
-        "flash": notice(request),
+        "flash": alert or notice(request),
     }
-    return render(request, "knowledge/unanswered.html", context)
+    return render(request, "knowledge/unanswered.html", context, status_code=status)
+
+
+@router.get("/{lang}/bots/{bot_id}/unanswered")
+async def unanswered_page(
+    request: Request, lang: Lang, bot_id: str, principal: OptionalPrincipal, db: SessionDep
+) -> Response:
+    found = await _page_bot(request, principal, db, bot_id, Role.viewer)
+    if isinstance(found, Response):
+        return found
+    return await render_unanswered(request, db, *found)
 
 
 @router.post("/{lang}/bots/{bot_id}/unanswered/answer")
@@ -595,17 +609,10 @@ async def answer_unanswered(
         )
         await service.answer_unanswered(db, ctx, bot, data)
     except ValidationError as exc:
-        items, total = await service.unanswered(db, ctx, bot, limit=200)
-        message = "; ".join(message for messages in field_errors(exc).values() for message in messages)
-        context = {
-            "bot": bot,
-            "active": "unanswered",
-            "can_edit": True,
-            "items": items,
-            "total": total,
-            "flash": {"kind": "error", "message": message},
-        }
-        return render(request, "knowledge/unanswered.html", context, status_code=422)
+        return await render_unanswered(request, db, ctx, bot, alert=error_alert(exc), status=422)
+    except service.DuplicateSource as exc:
+        # The same pair is already a source of its own: say so on the page, not as a JSON body.
+        return await render_unanswered(request, db, ctx, bot, alert=alert_for(exc), status=exc.status_code)
     return redirect(f"bots/{bot.id}/unanswered?done=answered")
 
 
@@ -614,11 +621,10 @@ async def answer_unanswered(
 
 
 async def knowledge_section(db: AsyncSession, ctx: TenantContext, bot: Bot) -> dict[str, Any]:
-    sources, total = await service.list_sources(db, ctx, bot, limit=500)
-    counts: dict[str, int] = {}
-    for source in sources:
-        counts[source.status] = counts.get(source.status, 0) + 1
-    return {"sources": [service.source_out(s) for s in sources[:5]], "total": total, "counts": counts, **labels()}
+    # The bot page shows five sources and the counts per status: counted in SQL, not by loading every row.
+    sources, total = await service.list_sources(db, ctx, bot, limit=5)
+    counts = await repository.status_counts(db, ctx, bot.id)
+    return {"sources": [service.source_out(s) for s in sources], "total": total, "counts": counts, **labels()}
 
 
 async def console_section(db: AsyncSession, ctx: TenantContext, bot: Bot) -> dict[str, Any]:

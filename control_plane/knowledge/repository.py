@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, type_coerce, update
@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
+from control_plane.kit.db import utcnow
 from control_plane.kit.tenancy import TenantContext, scoped
 from control_plane.models import (
     AbuseLogEntry,
@@ -33,11 +34,6 @@ from control_plane.models import (
     TokenUsage,
     User,
 )
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
 
 # --------------------------------------------------------------------------------------------------------------
 # Sources (request side)
@@ -57,6 +53,13 @@ async def list_sources(
         statement.order_by(KnowledgeSource.created_at.desc(), KnowledgeSource.id).limit(limit).offset(offset)
     )
     return list(rows), int(total or 0)
+
+
+async def status_counts(db: AsyncSession, ctx: TenantContext, bot_id: uuid.UUID) -> dict[str, int]:
+    """How many of the bot's sources are in each status (statuses with none are absent)."""
+    statement = scoped(select(KnowledgeSource.status, func.count()), KnowledgeSource, ctx)
+    rows = await db.execute(statement.where(KnowledgeSource.bot_id == bot_id).group_by(KnowledgeSource.status))
+    return {status: int(count) for status, count in rows}
 
 
 async def get_source(
@@ -150,7 +153,7 @@ async def job_source(
 
 
 async def set_progress(db: AsyncSession, source_id: uuid.UUID, progress: int, *, status: str | None = None) -> None:
-    values: dict[str, Any] = {"progress": progress, "updated_at": _now()}
+    values: dict[str, Any] = {"progress": progress, "updated_at": utcnow()}
     if status is not None:
         values["status"] = status
     await db.execute(update(KnowledgeSource).where(KnowledgeSource.id == source_id).values(**values))
@@ -329,7 +332,7 @@ async def add_token_usage(
         id=uuid.uuid4(),
         tenant_id=tenant_id,
         bot_id=bot_id,
-        day=day or _now().date(),
+        day=day or utcnow().date(),
         provider=provider,
         model=model,
         requests=1,

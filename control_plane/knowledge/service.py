@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import UploadFile
 
 from bot_runtime.answering.text import normalize
 from bot_runtime.i18n import N_, gettext
@@ -273,6 +274,11 @@ async def add_faq(db: AsyncSession, ctx: TenantContext, bot: Bot, data: schemas.
     return await _insert(db, ctx, bot, source)
 
 
+async def read_upload(upload: UploadFile) -> bytes:
+    """The uploaded bytes, at most one byte more than allowed: enough to know a file is too big (413)."""
+    return await upload.read(get_settings().max_upload_bytes + 1)
+
+
 async def add_file(
     db: AsyncSession, ctx: TenantContext, bot: Bot, data: bytes, filename: str | None
 ) -> KnowledgeSource:
@@ -353,6 +359,8 @@ async def delete_source(db: AsyncSession, ctx: TenantContext, bot: Bot, source: 
 async def _set_faq_items(
     db: AsyncSession, ctx: TenantContext, bot: Bot, source: KnowledgeSource, items: list[dict[str, str]]
 ) -> KnowledgeSource:
+    if items == faq_items(source):
+        return source  # nothing changed (a form sent twice): no new revision, no second ingestion
     new_hash = _faq_hash(items)
     if new_hash != source.content_hash:
         existing = await repository.source_by_hash(db, ctx, bot.id, new_hash)
@@ -364,13 +372,15 @@ async def _set_faq_items(
     return source
 
 
-async def _locked_faq(db: AsyncSession, ctx: TenantContext, bot: Bot, source_id: uuid.UUID) -> KnowledgeSource:
-    # Locked: two owners editing pairs of one source at once must not lose each other's change.
+async def _locked(
+    db: AsyncSession, ctx: TenantContext, bot: Bot, source_id: uuid.UUID, kind: str, wrong_kind: type[AppError]
+) -> KnowledgeSource:
+    """The bot's source of ``kind``, locked until the commit: two owners changing it at once lose nothing."""
     source = await repository.get_source(db, ctx, bot.id, source_id, for_update=True)
     if source is None:
         raise NotFound()
-    if source.kind != "faq":
-        raise NotFaqSource()
+    if source.kind != kind:
+        raise wrong_kind()
     return source
 
 
@@ -378,7 +388,7 @@ async def update_faq_item(
     db: AsyncSession, ctx: TenantContext, bot: Bot, source_id: uuid.UUID, index: int, data: schemas.FaqItemUpdate
 ) -> KnowledgeSource:
     """Edit one Q&A pair; the source is chunked again (its other pairs keep answering meanwhile)."""
-    source = await _locked_faq(db, ctx, bot, source_id)
+    source = await _locked(db, ctx, bot, source_id, "faq", NotFaqSource)
     items = faq_items(source)
     if not 0 <= index < len(items):
         raise PairNotFound()
@@ -387,8 +397,6 @@ async def update_faq_item(
         item["question"] = data.question
     if data.answer is not None:
         item["answer"] = data.answer
-    if item == items[index]:
-        return source
     items[index] = item
     return await _set_faq_items(db, ctx, bot, source, items)
 
@@ -397,7 +405,7 @@ async def delete_faq_item(
     db: AsyncSession, ctx: TenantContext, bot: Bot, source_id: uuid.UUID, index: int
 ) -> KnowledgeSource | None:
     """Delete one Q&A pair. Deleting the last pair deletes the source (returns None then)."""
-    source = await _locked_faq(db, ctx, bot, source_id)
+    source = await _locked(db, ctx, bot, source_id, "faq", NotFaqSource)
     items = faq_items(source)
     if not 0 <= index < len(items):
         raise PairNotFound()
@@ -410,11 +418,7 @@ async def delete_faq_item(
 
 async def resync(db: AsyncSession, ctx: TenantContext, bot: Bot, source_id: uuid.UUID) -> KnowledgeSource:
     """Read a web page (or site) source again now; a source already queued or processing is left as it is."""
-    source = await repository.get_source(db, ctx, bot.id, source_id, for_update=True)
-    if source is None:
-        raise NotFound()
-    if source.kind != "url":
-        raise NotUrlSource()
+    source = await _locked(db, ctx, bot, source_id, "url", NotUrlSource)
     if source.status not in ("queued", "processing"):
         requeue(db, source)
         await db.flush()
@@ -425,11 +429,7 @@ async def set_schedule(
     db: AsyncSession, ctx: TenantContext, bot: Bot, source_id: uuid.UUID, data: schemas.ScheduleUpdate
 ) -> KnowledgeSource:
     """Set how often a web page source is read again (``None``: only on request)."""
-    source = await repository.get_source(db, ctx, bot.id, source_id, for_update=True)
-    if source is None:
-        raise NotFound()
-    if source.kind != "url":
-        raise NotUrlSource()
+    source = await _locked(db, ctx, bot, source_id, "url", NotUrlSource)
     source.sync_interval_hours = data.sync_interval_hours
     await db.flush()
     return source

@@ -420,3 +420,25 @@ async def test_unanswered_questions_grouped_and_answered_in_one_click(
         headers={"Cookie": browser.cookie_header},
     )
     assert posted.status_code == 303 and posted.headers["location"].endswith("/unanswered?done=answered")
+    assert await drain_jobs() == ["ready"]
+    # The form sent twice changes nothing, so nothing is ingested twice.
+    again = await client.post(
+        f"/en/bots/{bot['id']}/unanswered/answer",
+        data={"csrf_token": browser.csrf_token, "question": "Do you repair kettles?", "answer": "No, sorry."},
+        headers={"Cookie": browser.cookie_header},
+    )
+    assert again.status_code == 303 and await drain_jobs() == []
+
+    # A pair that another source already is: the page says so (409), it does not answer with JSON.
+    knowledge = f"/api/v1/bots/{bot['id']}/knowledge"
+    assert (await client.delete(f"{knowledge}/{source_id}", headers=account.headers)).status_code == 204
+    other = {"items": [{"question": "Do you ship abroad?", "answer": "No."}]}
+    assert (await client.post(f"{knowledge}/faq", json=other, headers=account.headers)).status_code == 202
+    await drain_jobs()
+    clash = await client.post(
+        f"/en/bots/{bot['id']}/unanswered/answer",
+        data={"csrf_token": browser.csrf_token, "question": "Do you ship abroad?", "answer": "No."},
+        headers={"Cookie": browser.cookie_header, "Accept": "text/html"},
+    )
+    assert clash.status_code == 409 and clash.headers["content-type"].startswith("text/html")
+    assert "alert" in clash.text
