@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.kit.tenancy import TenantContext, scoped
-from control_plane.models import AuditLog, Bot, ChannelConnection, Notification, Role, TenantMember, User
+from control_plane.models import Bot, ChannelConnection, Notification, Role, TenantMember, User
 
 TELEGRAM = "telegram"
 
@@ -48,22 +48,6 @@ def add(db: AsyncSession, connection: ChannelConnection) -> None:
 
 async def delete(db: AsyncSession, connection: ChannelConnection) -> None:
     await db.delete(connection)
-
-
-def add_audit(
-    db: AsyncSession, ctx: TenantContext, action: str, bot: Bot, *, data: dict[str, Any] | None = None, ip: str = ""
-) -> None:
-    db.add(
-        AuditLog(
-            tenant_id=ctx.tenant_id,
-            actor_user_id=ctx.user_id,
-            action=action,
-            target_type="bot",
-            target_id=str(bot.id),
-            data=data or {},
-            ip=ip[:64],
-        )
-    )
 
 
 # -- the health job (no caller: the job names the tenant) ------------------------------------------------------------

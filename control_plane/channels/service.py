@@ -30,6 +30,7 @@ from billing.plans import plan_for
 from bot_runtime import contract
 from bot_runtime.channels.poller import update_event
 from bot_runtime.i18n import N_, gettext, use_locale
+from control_plane.bots import repository as bots_repository
 from control_plane.channels import repository
 from control_plane.channels.errors import (
     ChannelNotInPlan,
@@ -196,7 +197,7 @@ async def connect_telegram(
     if previous_token is not None and not same_token:
         await _release_token(previous_token, bot.id)
     await forget_webhook_target(bot.id)
-    repository.add_audit(
+    bots_repository.add_audit(
         db,
         ctx,
         "channel.telegram.connected",
@@ -222,12 +223,14 @@ async def disconnect_telegram(db: AsyncSession, ctx: TenantContext, bot: Bot, *,
     connection = await repository.connection(db, ctx, bot.id, TELEGRAM)
     if connection is None:
         return
-    await _release_token(stored_token(connection), bot.id)
+    token = _readable_token(connection)
+    if token is not None:  # an unreadable token can't be released at Telegram, but the row must still go
+        await _release_token(token, bot.id)
     username = connection.display_name
     await repository.delete(db, connection)
     await db.flush()
     await forget_webhook_target(bot.id)
-    repository.add_audit(db, ctx, "channel.telegram.disconnected", bot, data={"username": username}, ip=ip)
+    bots_repository.add_audit(db, ctx, "channel.telegram.disconnected", bot, data={"username": username}, ip=ip)
     publish_config(db, ctx.tenant_id)
 
 
@@ -322,7 +325,7 @@ async def verify_telegram_webhook(db: AsyncSession, bot_id: uuid.UUID, secret_he
 def parse_update(body: bytes) -> dict[str, Any]:
     try:
         update = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; RecursionError: absurd nesting
         raise MalformedUpdate() from None
     if (
         not isinstance(update, dict)

@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.models import Bot, Subscription, Tenant
+from control_plane.runtimes.repository import latest_subscription
 
 
 async def bot_by_public_id(db: AsyncSession, public_id: str) -> tuple[Bot, Tenant, Subscription | None] | None:
@@ -20,10 +21,4 @@ async def bot_by_public_id(db: AsyncSession, public_id: str) -> tuple[Bot, Tenan
     if row is None:
         return None
     bot, tenant = row
-    subscription = await db.scalar(
-        select(Subscription)
-        .where(Subscription.tenant_id == tenant.id)
-        .order_by(Subscription.created_at.desc(), Subscription.id)
-        .limit(1)
-    )
-    return bot, tenant, subscription
+    return bot, tenant, await latest_subscription(db, tenant.id)

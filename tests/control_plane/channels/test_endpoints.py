@@ -233,6 +233,27 @@ async def test_disconnect_works_when_the_token_was_revoked(
     assert await connection_rows() == []
 
 
+async def test_disconnect_works_when_the_stored_token_is_unreadable(
+    client: httpx.AsyncClient, telegram: FakeTelegramAPI
+) -> None:
+    from control_plane.kit.db import get_sessionmaker
+    from control_plane.models import ChannelConnection
+
+    telegram.register_bot(TOKEN)
+    account = await make_account(client)
+    bot = await make_bot(client, account)
+    await client.post(url(bot["id"]), json={"token": TOKEN}, headers=account.headers)
+    # As if written under an ENCRYPTION_KEY since dropped: nothing to release at Telegram, the row must still go.
+    async with get_sessionmaker()() as db:
+        row = await db.scalar(select(ChannelConnection).where(ChannelConnection.bot_id == uuid.UUID(bot["id"])))
+        assert row is not None
+        row.credentials_encrypted = b"not a ciphertext"
+        await db.commit()
+
+    assert (await client.delete(url(bot["id"]), headers=account.headers)).status_code == 204
+    assert await connection_rows() == []
+
+
 async def test_viewers_read_but_cannot_change(client: httpx.AsyncClient, telegram: FakeTelegramAPI) -> None:
     telegram.register_bot(TOKEN)
     owner = await make_account(client)
