@@ -224,11 +224,7 @@ async def run_command(
     if command not in COMMANDS:
         raise NotFound()
     await known_runtime(redis, tenant_id)
-    operation = {
-        "start": operations.start_runtime,
-        "stop": operations.stop_runtime,
-        "restart": operations.restart_runtime,
-    }[command]
+    operation = operations.OPERATIONS[command]
     ok, detail = await operation(redis, tenant_id, wait_seconds=_wait_seconds(COMMAND_WAIT_SECONDS))
     log.info(
         "admin.runtime.command",

@@ -47,7 +47,8 @@ NO_ANSWER = "NO_ANSWER"
 LANGUAGE_NAMES = {"uz": "Uzbek", "ru": "Russian", "en": "English"}
 DEFAULT_MAX_TURNS = 6
 MAX_PASSAGE_CHARS = 1500
-_CITATION_RE = re.compile(r"\s*\[(?:S\d+(?:\s*,\s*S?\d+)*)\]")
+# "[S2]" or "[S1, S3]" (a model may drop the later S's); the group is the inside, the match eats the space before.
+_CITATION_RE = re.compile(r"\s*\[(S\d+(?:\s*,\s*S?\d+)*)\]")
 _CITED_ID_RE = re.compile(r"S?(\d+)")
 
 T = TypeVar("T")
@@ -153,7 +154,7 @@ def parse_reply(text: str, prompt: Prompt) -> tuple[str, tuple[str, ...], bool]:
     if not stripped or stripped.upper().startswith(NO_ANSWER):
         return "", (), True
     cited: list[str] = []
-    for marker in re.findall(r"\[(S\d+(?:\s*,\s*S?\d+)*)\]", stripped):
+    for marker in _CITATION_RE.findall(stripped):
         for number in _CITED_ID_RE.findall(marker):
             index = int(number) - 1
             if 0 <= index < len(prompt.passage_sources):
@@ -236,13 +237,16 @@ class Answerer:
                 return _blocked_result(verdict, language)
         hits = await self._retrieve(index, question, language, history)
         fallback_message = bot.fallback_message
-        offline_result = self.offline.answer(question, hits, language=language, fallback_message=fallback_message)
+
+        def offline_answer() -> AnswerResult:  # only when no provider answers: the provider's answer needs none
+            return self.offline.answer(question, hits, language=language, fallback_message=fallback_message)
+
         if self.provider is None:
-            return offline_result
+            return offline_answer()
         confident = [h for h in hits if h.confidence >= self.offline.threshold / 2]
         if bot.strict and not confident:
             # Nothing in the knowledge base comes close: a strict bot would only say NO_ANSWER. Save the call.
-            return offline_result
+            return offline_answer()
         # Only passages that plausibly bear on the question: noise costs tokens and invites wrong answers.
         request = AnswerRequest(
             bot=bot, question=question, language=language, history=tuple(history), passages=tuple(confident)
@@ -255,7 +259,7 @@ class Answerer:
                 extra={"tenant_id": bot.tenant_id, "bot_id": bot.bot_id, "provider": self.provider.name},
                 exc_info=exc,
             )
-            return _replace(offline_result, degraded=True)
+            return _replace(offline_answer(), degraded=True)
         if result.fallback and not result.text:
             with use_locale(language):
                 result = _replace(result, text=fallback_message or default_fallback_message())

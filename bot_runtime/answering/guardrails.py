@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
-from bot_runtime.answering.text import APOSTROPHES, cyrillic_to_latin
+from bot_runtime.answering.text import APOSTROPHES, cyrillic_to_latin, has_cyrillic
 
 DEFAULT_MAX_LENGTH = 2000
 
@@ -101,7 +101,6 @@ class _Word:
 
 
 _CYRILLIC_FOLD = str.maketrans({"ё": "е", "ў": "у", "қ": "к", "ғ": "г", "ҳ": "х", "ъ": ""})
-_CYRILLIC_RE = re.compile(r"[а-яёўқғҳ]")
 
 
 def _collapse(word: str) -> str:
@@ -116,7 +115,7 @@ def _fold_cyrillic(word: str) -> str:
 def _loose(word: str) -> str:
     """The folded Latin form of a word: Cyrillic transliterated, q/x/yo/ye/ts folded, repeated letters collapsed."""
     word = _collapse(word.casefold().translate(_APOSTROPHE_TABLE))
-    if _CYRILLIC_RE.search(word):
+    if has_cyrillic(word):
         word = cyrillic_to_latin(word)
     word = word.replace("'", "").replace("yo", "e").replace("ye", "e").replace("q", "k").replace("x", "h")
     return _collapse(word.replace("ts", "s").replace("w", "v"))
@@ -132,7 +131,7 @@ def _compile(spec: str) -> tuple[_Entry, ...]:
             mode = "prefix"
         else:
             mode = "exact"
-        cyrillic = _CYRILLIC_RE.search(raw.casefold()) is not None
+        cyrillic = has_cyrillic(raw.casefold())
         fold = _fold_cyrillic if cyrillic else _loose
         folded = tuple(fold(p.strip("*")) for p in parts)
         entries.append(_Entry(parts=folded, mode=mode, label=raw.replace("_", " "), cyrillic=cyrillic))
@@ -159,7 +158,7 @@ def _words(text: str) -> list[_Word]:
         token = _INNER_SEPARATORS_RE.sub("", _fix_script(token))
         for piece in re.findall(r"[^\W_]+(?:[*'][^\W_]+)*\**", token):
             masked = piece.replace("*", "#")  # a mask survives folding as "#"
-            cyrillic = _fold_cyrillic(masked) if _CYRILLIC_RE.search(piece) else None
+            cyrillic = _fold_cyrillic(masked) if has_cyrillic(piece) else None
             found.append(_Word(cyrillic=cyrillic, latin=_loose(masked)))
     return found
 

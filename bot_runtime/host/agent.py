@@ -467,20 +467,18 @@ class HostAgent:
             pipe.smembers(contract.hosts_key())
             *_, hosts = await pipe.execute()
         hosts = sorted(hosts)
+        # One read per host gives both facts: every heartbeat writes "runtimes", so no field means no living host.
         async with self.redis.pipeline(transaction=False) as pipe:
             for host in hosts:
-                pipe.exists(contract.host_key(host))
-            alive = await pipe.execute()
-        dead = [host for host, up in zip(hosts, alive, strict=True) if not up]
+                pipe.hget(contract.host_key(host), "runtimes")
+            counts = dict(zip(hosts, await pipe.execute(), strict=True))
+        dead = [host for host, count in counts.items() if count is None]
         if dead:
             await self.redis.srem(contract.hosts_key(), *dead)
         self._live_hosts = max(1, len(hosts) - len(dead))
-        others = [host for host, up in zip(hosts, alive, strict=True) if up and host != self.host_id]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for host in others:
-                pipe.hget(contract.host_key(host), "runtimes")
-            counts = await pipe.execute()
-        self._other_loads = {host: int(count) for host, count in zip(others, counts, strict=True) if count is not None}
+        self._other_loads = {
+            host: int(count) for host, count in counts.items() if count is not None and host != self.host_id
+        }
 
     async def _renew(self) -> None:
         held = [managed for managed in self.managed.values() if not managed.lost]
@@ -592,7 +590,7 @@ class HostAgent:
                 self._actions.put_nowait(("stats", managed.tenant_id))
 
     async def _reconcile(self) -> None:
-        desired = {tenant for tenant in await self.redis.smembers(contract.desired_runtimes_key())}
+        desired = set(await self.redis.smembers(contract.desired_runtimes_key()))
         for tenant_id in [tenant for tenant in desired if not TENANT_ID.match(tenant)]:
             desired.discard(tenant_id)
             if tenant_id not in self._warned:
@@ -1053,34 +1051,36 @@ class HostAgent:
 
     async def _publish_stats(self) -> None:
         # Idle tenants' stats were written when they went idle and do not change; there may be many of them.
-        for managed in list(self.managed.values()):
-            if managed.state != "idle":
-                await self._write_stats(managed)
+        await self._write_stats(*(managed for managed in self.managed.values() if managed.state != "idle"))
 
-    async def _write_stats(self, managed: Managed) -> None:
-        alive = managed.pid and managed.state in ("starting", "running", "stopping") and pid_alive(managed.pid)
-        uptime = time.time() - managed.started_at if alive and managed.started_at else 0.0
-        key = contract.runtime_stats_key(managed.tenant_id)
+    async def _write_stats(self, *runtimes: Managed) -> None:
+        """Write the runtimes' stats hashes, all in one round trip."""
+        if not runtimes:
+            return
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(
-                key,
-                mapping={
-                    "tenant_id": managed.tenant_id,
-                    "state": managed.state,
-                    "host": self.host_id,
-                    "pid": managed.pid if alive else 0,
-                    "uptime": f"{uptime:.1f}",
-                    "restarts": managed.restarts,
-                    "rss": read_rss_bytes(managed.pid) if alive else 0,
-                    "last_error": managed.last_error,
-                    "exit_status": "" if managed.exit_status is None else managed.exit_status,
-                    "next_retry_at": f"{managed.retry_at:.3f}" if managed.state == "crash-looping" else "",
-                    "reason": managed.reason,
-                    "updated_at": f"{time.time():.3f}",
-                },
-            )
-            pipe.expire(key, STATS_TTL)
-            pipe.sadd(contract.runtimes_known_key(), managed.tenant_id)
+            for managed in runtimes:
+                alive = managed.pid and managed.state in ("starting", "running", "stopping") and pid_alive(managed.pid)
+                uptime = time.time() - managed.started_at if alive and managed.started_at else 0.0
+                key = contract.runtime_stats_key(managed.tenant_id)
+                pipe.hset(
+                    key,
+                    mapping={
+                        "tenant_id": managed.tenant_id,
+                        "state": managed.state,
+                        "host": self.host_id,
+                        "pid": managed.pid if alive else 0,
+                        "uptime": f"{uptime:.1f}",
+                        "restarts": managed.restarts,
+                        "rss": read_rss_bytes(managed.pid) if alive else 0,
+                        "last_error": managed.last_error,
+                        "exit_status": "" if managed.exit_status is None else managed.exit_status,
+                        "next_retry_at": f"{managed.retry_at:.3f}" if managed.state == "crash-looping" else "",
+                        "reason": managed.reason,
+                        "updated_at": f"{time.time():.3f}",
+                    },
+                )
+                pipe.expire(key, STATS_TTL)
+                pipe.sadd(contract.runtimes_known_key(), managed.tenant_id)
             await pipe.execute()
 
 

@@ -16,6 +16,7 @@ from redis import Redis
 from rq import Queue, Retry
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from control_plane.settings import get_settings
 
@@ -57,15 +58,47 @@ def enqueue_now(
 def enqueue_after_commit(
     db: AsyncSession, func: Callable[..., Any], *args: Any, queue: str = "default", job_id: str | None = None
 ) -> None:
-    """Queue ``func(*args)`` once ``db`` commits; nothing is queued if it rolls back."""
+    """Queue ``func(*args)`` once ``db`` commits; nothing is queued if it rolls back.
 
-    def _after_commit(_session: Any) -> None:
+    Only the outermost transaction counts (SQLAlchemy fires its commit and rollback events for savepoints too): a
+    released savepoint (``begin_nested``) queues nothing yet, and a rolled-back one drops only the jobs asked for
+    inside it.
+    """
+    sync = db.sync_session
+    sync.info.setdefault(_PENDING, []).append((sync.get_nested_transaction(), func, args, queue, job_id))
+    if not sync.info.get(_HOOKED):
+        sync.info[_HOOKED] = True
+        event.listen(sync, "after_commit", _enqueue_pending)
+        event.listen(sync, "after_rollback", _drop_pending)
+
+
+_PENDING = "jobs_after_commit"
+_HOOKED = "jobs_after_commit_hooked"
+
+
+def _enqueue_pending(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint was released: the outer transaction can still roll back
+    for _savepoint, func, args, queue, job_id in session.info.pop(_PENDING, []):
         try:
             enqueue_now(func, *args, queue=queue, job_id=job_id)
         except Exception:  # the commit already happened; the periodic sweeper re-queues stuck work
             log.exception("jobs.enqueue.failed", extra={"job": getattr(func, "__name__", str(func))})
 
-    event.listen(db.sync_session, "after_commit", _after_commit, once=True)
+
+def _drop_pending(session: Session) -> None:
+    rolled_back = session.get_nested_transaction()  # None: the whole transaction
+    pending = session.info.pop(_PENDING, [])
+    if rolled_back is not None:
+        session.info[_PENDING] = [job for job in pending if not _inside(job[0], rolled_back)]
+
+
+def _inside(transaction: SessionTransaction | None, savepoint: SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is savepoint:
+            return True
+        transaction = transaction.parent
+    return False
 
 
 def run_async(func: Callable[P, Awaitable[Any]]) -> Callable[P, Any]:

@@ -120,11 +120,7 @@ def _cmd_operation(name: str) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
         from control_plane.runtimes import operations
 
-        operation = {
-            "start": operations.start_runtime,
-            "stop": operations.stop_runtime,
-            "restart": operations.restart_runtime,
-        }[name]
+        operation = operations.OPERATIONS[name]
 
         async def run(redis: Any) -> int:
             ok, message = await operation(redis, args.tenant, wait_seconds=args.timeout)

@@ -216,6 +216,10 @@ async def restart_runtime(redis: Redis, tenant_id: str, *, wait_seconds: float =
     return False, "not running on any host"
 
 
+# The operator commands by name (``COMMANDS``): the CLI and the console both dispatch through this.
+OPERATIONS = {"start": start_runtime, "stop": stop_runtime, "restart": restart_runtime}
+
+
 async def log_tail(
     redis: Redis, tenant_id: str, *, lines: int = 100, stream: str = "stderr", wait_seconds: float = 3.0
 ) -> contract.LogReply | None:

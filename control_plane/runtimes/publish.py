@@ -357,11 +357,20 @@ def _before_commit(session: Session) -> None:
         repository.request_publication(session, tenants)
 
 
+# SQLAlchemy fires after_commit / after_rollback for savepoints too (``begin_nested``), with the savepoint still the
+# session's transaction: only the outermost transaction decides. A savepoint's rollback keeps the requests (an extra
+# publication is harmless; dropping the outer transaction's would lose them, outbox row included), and a released
+# savepoint publishes nothing yet (the outer transaction may still roll back, and a build now would miss its changes).
+
+
 def _after_rollback(session: Session) -> None:
-    session.info.pop("runtimes_publish", None)
+    if not session.in_nested_transaction():
+        session.info.pop("runtimes_publish", None)
 
 
 def _after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return
     tenants = session.info.pop("runtimes_publish", set())
     if not tenants:
         return

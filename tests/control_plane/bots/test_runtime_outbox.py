@@ -95,6 +95,31 @@ async def test_the_request_is_written_in_the_changing_transaction(client: httpx.
     assert await _outbox(account.tenant_id) == []
 
 
+async def test_savepoints_neither_publish_early_nor_drop_requests(client: httpx.AsyncClient) -> None:
+    """A released savepoint is not the commit, and a rolled-back one undoes only its own work (channel pages wrap
+    their service calls in ``begin_nested``)."""
+    account = await make_account(client)
+    bot = await make_bot(client, account, name="Before")
+    await wait_for_background_publishes()
+    version = (await _document(account.tenant_id)).version
+    async with get_sessionmaker()() as db:
+        async with db.begin_nested():
+            await db.execute(text("UPDATE bots SET name = 'After' WHERE id = :id"), {"id": uuid.UUID(bot["id"])})
+            publish_after_commit(db, account.tenant_id)
+        await wait_for_background_publishes()
+        assert (await _document(account.tenant_id)).version == version  # nothing published before the commit
+        try:
+            async with db.begin_nested():
+                publish_after_commit(db, account.tenant_id)
+                raise LookupError
+        except LookupError:
+            pass
+        await db.commit()
+    await wait_for_background_publishes()
+    assert [b.name for b in (await _document(account.tenant_id)).bots] == ["After"]
+    assert await _outbox(account.tenant_id) == []
+
+
 async def test_a_lost_publication_is_published_by_the_job(client: httpx.AsyncClient) -> None:
     account = await make_account(client)
     bot = await make_bot(client, account, name="Old name")

@@ -55,3 +55,28 @@ async def test_rollback_queues_nothing() -> None:
         enqueue_after_commit(db, mark_tenant_seen, str(tenant.id))
         await db.rollback()
     assert get_queue().count == 0
+
+
+async def test_only_the_outer_transaction_decides() -> None:
+    """A released savepoint queues nothing yet, a rolled-back one drops only its own job, and a session that rolled
+    back and commits later does not queue what the rollback undid."""
+    get_queue().empty()
+    try:
+        async with get_sessionmaker()() as db:
+            await db.execute(select(1))
+            enqueue_after_commit(db, mark_tenant_seen, "dropped-by-rollback")
+            await db.rollback()
+            enqueue_after_commit(db, mark_tenant_seen, "outer")
+            async with db.begin_nested():
+                enqueue_after_commit(db, mark_tenant_seen, "released-savepoint")
+            assert get_queue().count == 0  # released, but not committed
+            try:
+                async with db.begin_nested():
+                    enqueue_after_commit(db, mark_tenant_seen, "rolled-back-savepoint")
+                    raise LookupError
+            except LookupError:
+                pass
+            await db.commit()
+        assert sorted(job.args[0] for job in get_queue().jobs) == ["outer", "released-savepoint"]
+    finally:
+        get_queue().empty()
