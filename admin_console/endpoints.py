@@ -19,6 +19,7 @@ from control_plane.accounts.admin import admin_sign_in
 from control_plane.accounts.auth import PlatformAdmin
 from control_plane.kit.db import SessionDep
 from control_plane.kit.pages import client_ip
+from control_plane.kit.paging import Offset
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -37,7 +38,7 @@ async def tenants(
     db: SessionDep,
     q: Annotated[str, Query(max_length=200)] = "",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> AdminTenantPage:
     """Every tenant, newest first; ``q`` matches the tenant name or a member's email."""
     items, total = await repository.list_tenants(db, query=q.strip(), limit=limit, offset=offset)
@@ -72,7 +73,7 @@ async def abuse_log(
     db: SessionDep,
     tenant_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> AdminAbusePage:
     """Messages the guardrails refused, on every channel and the test console, newest first; ``tenant_id`` keeps
     one tenant's."""

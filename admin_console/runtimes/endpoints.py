@@ -25,6 +25,7 @@ from admin_console.runtimes.schemas import (
 from control_plane.accounts.auth import Principal
 from control_plane.kit.db import SessionDep
 from control_plane.kit.pages import client_ip
+from control_plane.kit.paging import Offset
 from control_plane.kit.redis import get_redis
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -40,7 +41,7 @@ async def list_runtimes(
     db: SessionDep,
     state: StateFilter = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> RuntimePage:
     """Every tenant runtime (running, idle, stopped, crash-looping …) as its host last reported it, by tenant name;
     ``state`` keeps one state. Rows marked ``stale`` claim to be active but their host has gone quiet."""

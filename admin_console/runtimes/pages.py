@@ -26,7 +26,7 @@ from control_plane.accounts.auth import check_csrf
 from control_plane.accounts.pages import read_form, safe_next
 from control_plane.kit.db import SessionDep
 from control_plane.kit.errors import AppError, Forbidden
-from control_plane.kit.pages import Lang, client_ip
+from control_plane.kit.pages import Lang, client_ip, page_number
 from control_plane.kit.redis import get_redis
 from control_plane.kit.templating import render
 from control_plane.settings import get_settings
@@ -109,10 +109,7 @@ async def runtimes_page(request: Request, lang: Lang, admin: AdminPagePrincipal,
     state = request.query_params.get("state", "")
     if state not in service.STATE_LABELS:
         state = ""
-    try:
-        page = max(int(request.query_params.get("page", "1")), 1)
-    except ValueError:
-        page = 1
+    page = page_number(request)
     items = await service.list_runtimes(redis, db)
     counts = Counter(item.state for item in items)
     shown = [item for item in items if item.state == state] if state else items

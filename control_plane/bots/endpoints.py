@@ -18,6 +18,7 @@ from control_plane.bots.schemas import BotCreate, BotList, BotOut, BotUpdate
 from control_plane.kit.db import SessionDep
 from control_plane.kit.errors import NotFound
 from control_plane.kit.pages import client_ip
+from control_plane.kit.paging import Offset
 from control_plane.kit.tenancy import CurrentTenant
 from control_plane.settings import get_settings
 
@@ -29,7 +30,7 @@ async def list_bots(
     ctx: CurrentTenant,
     db: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> BotList:
     """The bots you can see in your workspace, newest first."""
     bots, total = await service.list_bots(db, ctx, limit=limit, offset=offset)

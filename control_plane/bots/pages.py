@@ -27,7 +27,7 @@ from control_plane.bots.sections import bot_sections
 from control_plane.kit.db import SessionDep
 from control_plane.kit.errors import AppError, NotFound, PayloadTooLarge, ValidationFailed, validation_error
 from control_plane.kit.i18n import LANGUAGE_NAMES
-from control_plane.kit.pages import Lang, client_ip, redirect
+from control_plane.kit.pages import Lang, client_ip, page_number, redirect
 from control_plane.kit.templating import render
 from control_plane.kit.tenancy import ROLE_RANK, TenantContext, bot_role, current_tenant
 from control_plane.models import Bot, Role
@@ -174,10 +174,7 @@ async def dashboard(request: Request, lang: Lang, principal: OptionalPrincipal, 
     ctx = await page_tenant(request, principal, db)
     if ctx is None:
         return login_redirect(request)
-    try:
-        page = max(1, int(request.query_params.get("page", "1")))
-    except ValueError:
-        page = 1
+    page = page_number(request)
     bots, total = await service.list_bots(db, ctx, limit=DASHBOARD_PAGE_SIZE, offset=(page - 1) * DASHBOARD_PAGE_SIZE)
     return render(
         request,

@@ -12,8 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.kit.tenancy import TenantContext, readable_bots, scoped
 from control_plane.models import AuditLog, Bot
 
-MAX_OFFSET = 2**63 - 1
-
 
 @dataclass(frozen=True, slots=True)
 class StoredAvatar:
@@ -27,8 +25,6 @@ async def page(db: AsyncSession, ctx: TenantContext, *, limit: int, offset: int)
     """One page of the bots the caller may see, newest first, and how many there are in all."""
     readable = readable_bots(ctx)
     total = await db.scalar(select(func.count()).select_from(readable.subquery()))
-    # An offset past PostgreSQL's bigint is a database error; any offset that large is simply past the end.
-    offset = min(offset, MAX_OFFSET)
     rows = await db.scalars(readable.order_by(Bot.created_at.desc(), Bot.id).limit(limit).offset(offset))
     return list(rows), int(total or 0)
 

@@ -18,6 +18,7 @@ from fastapi.responses import Response
 
 from control_plane.bots.auth import EditableBot, ReadableBot
 from control_plane.kit.db import SessionDep
+from control_plane.kit.paging import Offset
 from control_plane.kit.tenancy import CurrentTenant, get_bot
 from control_plane.knowledge import console, service
 from control_plane.knowledge.schemas import (
@@ -59,7 +60,6 @@ ReadableSource = Annotated[BotSource, Depends(source_with_role(Role.viewer, with
 EditableSource = Annotated[BotSource, Depends(source_with_role(Role.editor))]
 Limit500 = Annotated[int, Query(ge=1, le=500)]
 Limit200 = Annotated[int, Query(ge=1, le=200)]
-Offset = Annotated[int, Query(ge=0)]
 
 
 def queued(source: KnowledgeSource) -> SourceQueued:

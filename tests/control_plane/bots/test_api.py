@@ -108,12 +108,17 @@ async def test_list_is_paginated_and_newest_first(client: httpx.AsyncClient) -> 
     assert bad.json()["error"]["fields"][0]["field"] == "limit"
 
 
-async def test_list_past_the_databases_offset_range_is_empty(client: httpx.AsyncClient) -> None:
+async def test_an_offset_past_any_listing_is_refused_not_a_500(client: httpx.AsyncClient) -> None:
     owner = await make_account(client)
     await make_bot(client, owner)
-    response = await client.get("/api/v1/bots", params={"offset": 10**20}, headers=owner.headers)
-    assert response.status_code == 200, response.text
-    assert response.json()["items"] == [] and response.json()["total"] == 1
+    response = await client.get(
+        "/api/v1/bots", params={"offset": 10**20}, headers=owner.headers | {"Accept-Language": "ru"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["fields"][0]["field"] == "offset"
+    assert "слишком" in response.json()["error"]["fields"][0]["message"].lower()
+    past_end = await client.get("/api/v1/bots", params={"offset": 10**9}, headers=owner.headers)
+    assert past_end.status_code == 200 and past_end.json()["items"] == [] and past_end.json()["total"] == 1
 
 
 async def test_get_unknown_and_malformed_ids(client: httpx.AsyncClient) -> None:
