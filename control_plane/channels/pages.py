@@ -1,11 +1,10 @@
 """The bot page's "Channels" section and its forms: connect Telegram (or change its token), disconnect it.
 
-Registered over the bots feature's placeholder section at import (the app imports this module as a router). The
-forms post to the routes below, which load the bot with ``bots.auth.bot_with_role`` (the dependency the API uses)
-and call ``channels.service`` exactly like the API does; cookie-authenticated posts are CSRF-checked by the auth
-dependency before a handler runs. A refused token saves nothing: the service runs inside a savepoint that is rolled
-back on error, and the bot page is drawn again with the translated message. WhatsApp and Instagram are shown
-only as a plan notice: they are not built yet.
+Registered at import (the app imports this module as a router). The forms post to the routes below, which load
+the bot with ``bots.pages.page_bot`` (the same role check as the API) and call ``channels.service`` exactly like
+the API does; cookie-authenticated posts are CSRF-checked by the auth dependency before a handler runs. A refused
+token saves nothing: the service runs inside a savepoint that is rolled back on error, and the bot page is drawn
+again with the translated message. WhatsApp and Instagram are shown only as a plan notice: they are not built yet.
 """
 
 from __future__ import annotations
@@ -22,8 +21,7 @@ from billing.limits import TenantSuspended
 from billing.plans import plan_for
 from bot_runtime.i18n import N_, gettext
 from control_plane.accounts.auth import OptionalPrincipal
-from control_plane.bots.auth import bot_with_role
-from control_plane.bots.pages import app_error_alert, login_redirect, page_tenant, parse_bot_id, render_bot
+from control_plane.bots.pages import app_error_alert, page_bot, render_bot
 from control_plane.bots.sections import BotSection, register_section
 from control_plane.channels import service
 from control_plane.channels.errors import (
@@ -98,16 +96,6 @@ register_section(
 # Forms
 
 
-async def _page_bot(
-    request: Request, principal: OptionalPrincipal, db: SessionDep, raw_bot_id: str, minimum: Role
-) -> tuple[TenantContext, Bot] | Response:
-    """The caller's tenant and the bot, loaded by the API's own role dependency; anonymous visitors sign in first."""
-    ctx = await page_tenant(request, principal, db)
-    if ctx is None:
-        return login_redirect(request)
-    return ctx, await bot_with_role(minimum)(parse_bot_id(raw_bot_id), ctx, db)
-
-
 def _done(bot: Bot, key: str) -> Response:
     return redirect(f"bots/{bot.id}?{SECTION_KEY}={key}{ANCHOR}")
 
@@ -122,7 +110,7 @@ async def connect_telegram(
     request: Request, lang: Lang, bot_id: str, principal: OptionalPrincipal, db: SessionDep
 ) -> Response:
     """Connect the bot to Telegram, or replace its token: the same call as POST /api/v1/bots/{id}/channels/telegram."""
-    found = await _page_bot(request, principal, db, bot_id, Role.editor)
+    found = await page_bot(request, principal, db, bot_id, Role.editor)
     if isinstance(found, Response):
         return found
     ctx, bot = found
@@ -148,7 +136,7 @@ async def disconnect_telegram(
     request: Request, lang: Lang, bot_id: str, principal: OptionalPrincipal, db: SessionDep
 ) -> Response:
     """Disconnect the bot from Telegram (its webhook is removed, the stored token deleted)."""
-    found = await _page_bot(request, principal, db, bot_id, Role.editor)
+    found = await page_bot(request, principal, db, bot_id, Role.editor)
     if isinstance(found, Response):
         return found
     ctx, bot = found

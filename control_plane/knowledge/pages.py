@@ -21,13 +21,13 @@ from starlette.datastructures import FormData, UploadFile
 
 from bot_runtime.i18n import N_, gettext, ngettext
 from control_plane.accounts.auth import OptionalPrincipal
-from control_plane.bots.pages import login_redirect, page_tenant, parse_bot_id
+from control_plane.bots.pages import page_bot
 from control_plane.bots.sections import BotSection, register_section
 from control_plane.kit.db import SessionDep
 from control_plane.kit.errors import AppError, NotFound, ValidationFailed, validation_error
 from control_plane.kit.pages import Lang, redirect
 from control_plane.kit.templating import render
-from control_plane.kit.tenancy import ROLE_RANK, TenantContext, bot_role, get_bot
+from control_plane.kit.tenancy import ROLE_RANK, TenantContext, bot_role
 from control_plane.knowledge import console, repository, schemas, service
 from control_plane.models import Bot, KnowledgeSource, Role
 from control_plane.settings import get_settings
@@ -108,15 +108,6 @@ def error_alert(exc: ValidationError) -> dict[str, str]:
     return {"kind": "error", "message": message}
 
 
-async def _page_bot(
-    request: Request, principal: OptionalPrincipal, db: SessionDep, raw_bot_id: str, minimum: Role
-) -> tuple[TenantContext, Bot] | Response:
-    ctx = await page_tenant(request, principal, db)
-    if ctx is None:
-        return login_redirect(request)
-    return ctx, await get_bot(db, ctx, parse_bot_id(raw_bot_id), minimum=minimum)
-
-
 async def _can_edit(db: AsyncSession, ctx: TenantContext, bot: Bot) -> bool:
     return ROLE_RANK[await bot_role(db, ctx, bot)] >= ROLE_RANK[Role.editor]
 
@@ -183,7 +174,7 @@ async def render_list(
 async def knowledge_page(
     request: Request, lang: Lang, bot_id: str, principal: OptionalPrincipal, db: SessionDep
 ) -> Response:
-    found = await _page_bot(request, principal, db, bot_id, Role.viewer)
+    found = await page_bot(request, principal, db, bot_id, Role.viewer)
     if isinstance(found, Response):
         return found
     ctx, bot = found
@@ -215,7 +206,7 @@ async def _add(
 
 @router.post("/{lang}/bots/{bot_id}/knowledge/text")
 async def add_text(request: Request, lang: Lang, bot_id: str, principal: OptionalPrincipal, db: SessionDep) -> Response:
-    found = await _page_bot(request, principal, db, bot_id, Role.editor)
+    found = await page_bot(request, principal, db, bot_id, Role.editor)
     if isinstance(found, Response):
         return found
     ctx, bot = found
@@ -238,7 +229,7 @@ def faq_rows_from_form(form: FormData) -> list[dict[str, str]]:
 
 @router.post("/{lang}/bots/{bot_id}/knowledge/faq")
 async def add_faq(request: Request, lang: Lang, bot_id: str, principal: OptionalPrincipal, db: SessionDep) -> Response:
-    found = await _page_bot(request, principal, db, bot_id, Role.editor)
+    found = await page_bot(request, principal, db, bot_id, Role.editor)
     if isinstance(found, Response):
         return found
     ctx, bot = found
@@ -257,7 +248,7 @@ async def add_faq(request: Request, lang: Lang, bot_id: str, principal: Optional
 
 @router.post("/{lang}/bots/{bot_id}/knowledge/files")
 async def add_file(request: Request, lang: Lang, bot_id: str, principal: OptionalPrincipal, db: SessionDep) -> Response:
-    found = await _page_bot(request, principal, db, bot_id, Role.editor)
+    found = await page_bot(request, principal, db, bot_id, Role.editor)
     if isinstance(found, Response):
         return found
     ctx, bot = found
@@ -274,7 +265,7 @@ async def add_file(request: Request, lang: Lang, bot_id: str, principal: Optiona
 
 @router.post("/{lang}/bots/{bot_id}/knowledge/url")
 async def add_url(request: Request, lang: Lang, bot_id: str, principal: OptionalPrincipal, db: SessionDep) -> Response:
-    found = await _page_bot(request, principal, db, bot_id, Role.editor)
+    found = await page_bot(request, principal, db, bot_id, Role.editor)
     if isinstance(found, Response):
         return found
     ctx, bot = found
@@ -308,7 +299,7 @@ async def _page_source(
     *,
     with_text: bool = False,
 ) -> tuple[TenantContext, Bot, KnowledgeSource] | Response:
-    found = await _page_bot(request, principal, db, raw_bot_id, minimum)
+    found = await page_bot(request, principal, db, raw_bot_id, minimum)
     if isinstance(found, Response):
         return found
     ctx, bot = found
@@ -510,7 +501,7 @@ def _conversation_param(raw: str | None) -> uuid.UUID | None:
 async def console_page(
     request: Request, lang: Lang, bot_id: str, principal: OptionalPrincipal, db: SessionDep
 ) -> Response:
-    found = await _page_bot(request, principal, db, bot_id, Role.viewer)
+    found = await page_bot(request, principal, db, bot_id, Role.viewer)
     if isinstance(found, Response):
         return found
     ctx, bot = found
@@ -522,7 +513,7 @@ async def console_page(
 async def console_ask(
     request: Request, lang: Lang, bot_id: str, principal: OptionalPrincipal, db: SessionDep
 ) -> Response:
-    found = await _page_bot(request, principal, db, bot_id, Role.viewer)
+    found = await page_bot(request, principal, db, bot_id, Role.viewer)
     if isinstance(found, Response):
         return found
     ctx, bot = found
@@ -588,7 +579,7 @@ async def render_unanswered(
 async def unanswered_page(
     request: Request, lang: Lang, bot_id: str, principal: OptionalPrincipal, db: SessionDep
 ) -> Response:
-    found = await _page_bot(request, principal, db, bot_id, Role.viewer)
+    found = await page_bot(request, principal, db, bot_id, Role.viewer)
     if isinstance(found, Response):
         return found
     return await render_unanswered(request, db, *found)
@@ -598,7 +589,7 @@ async def unanswered_page(
 async def answer_unanswered(
     request: Request, lang: Lang, bot_id: str, principal: OptionalPrincipal, db: SessionDep
 ) -> Response:
-    found = await _page_bot(request, principal, db, bot_id, Role.editor)
+    found = await page_bot(request, principal, db, bot_id, Role.editor)
     if isinstance(found, Response):
         return found
     ctx, bot = found
