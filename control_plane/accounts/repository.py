@@ -1,14 +1,17 @@
-"""All SQL of the accounts feature."""
+"""All SQL of the accounts feature, and the owner notifications other features send (tenant owners, deduplicated
+notification rows)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.models import EmailToken, OutboxEmail, Tenant, TenantMember, User, UserSession
+from control_plane.models import EmailToken, Notification, OutboxEmail, Role, Tenant, TenantMember, User, UserSession
 
 
 async def user_by_email(db: AsyncSession, email: str) -> User | None:
@@ -88,3 +91,35 @@ async def recent_outbox(db: AsyncSession, *, limit: int) -> list[OutboxEmail]:
         .limit(limit)
     )
     return list(rows)
+
+
+async def tenant_owners(db: AsyncSession, tenant_id: uuid.UUID) -> list[User]:
+    """The tenant's active owners, earliest first: who is told when something of theirs breaks."""
+    statement = (
+        select(User)
+        .join(TenantMember, TenantMember.user_id == User.id)
+        .where(TenantMember.tenant_id == tenant_id, TenantMember.role == Role.owner.value, User.is_active.is_(True))
+        .order_by(TenantMember.created_at)
+    )
+    return list(await db.scalars(statement))
+
+
+async def add_notification_once(
+    db: AsyncSession, *, tenant_id: uuid.UUID, user_id: uuid.UUID, kind: str, dedupe_key: str, payload: dict[str, Any]
+) -> bool:
+    """Insert the notification unless its dedupe key exists; True when this call inserted it (so: send it)."""
+    statement = (
+        insert(Notification)
+        .values(
+            id=uuid.uuid4(),
+            tenant_id=tenant_id,
+            user_id=user_id,
+            kind=kind,
+            dedupe_key=dedupe_key,
+            channel="email",
+            payload=payload,
+        )
+        .on_conflict_do_nothing(index_elements=[Notification.dedupe_key])
+        .returning(Notification.id)
+    )
+    return (await db.scalar(statement)) is not None

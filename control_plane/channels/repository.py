@@ -8,14 +8,12 @@ the caller; the secret header proves it) and the health job (it loops over tenan
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.kit.tenancy import TenantContext, scoped
-from control_plane.models import Bot, ChannelConnection, Notification, Role, TenantMember, User
+from control_plane.models import Bot, ChannelConnection
 
 TELEGRAM = "telegram"
 
@@ -74,40 +72,3 @@ async def webhook_connections(db: AsyncSession, tenant_id: uuid.UUID, kind: str)
         .order_by(ChannelConnection.created_at)
     )
     return [(row[0], row[1]) for row in (await db.execute(statement)).all()]
-
-
-async def owners(db: AsyncSession, tenant_id: uuid.UUID) -> list[User]:
-    statement = (
-        select(User)
-        .join(TenantMember, TenantMember.user_id == User.id)
-        .where(TenantMember.tenant_id == tenant_id, TenantMember.role == Role.owner.value, User.is_active.is_(True))
-        .order_by(TenantMember.created_at)
-    )
-    return list(await db.scalars(statement))
-
-
-async def add_notification_once(
-    db: AsyncSession,
-    *,
-    tenant_id: uuid.UUID,
-    user_id: uuid.UUID,
-    kind: str,
-    dedupe_key: str,
-    payload: dict[str, Any],
-) -> bool:
-    """Insert the notification unless its dedupe key exists; True when this call inserted it (so: send it)."""
-    statement = (
-        insert(Notification)
-        .values(
-            id=uuid.uuid4(),
-            tenant_id=tenant_id,
-            user_id=user_id,
-            kind=kind,
-            dedupe_key=dedupe_key,
-            channel="email",
-            payload=payload,
-        )
-        .on_conflict_do_nothing(index_elements=[Notification.dedupe_key])
-        .returning(Notification.id)
-    )
-    return (await db.scalar(statement)) is not None

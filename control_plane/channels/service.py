@@ -30,6 +30,7 @@ from billing.plans import plan_for
 from bot_runtime import contract
 from bot_runtime.channels.poller import update_event
 from bot_runtime.i18n import N_, gettext, use_locale
+from control_plane.accounts import repository as accounts_repository
 from control_plane.bots import repository as bots_repository
 from control_plane.channels import repository
 from control_plane.channels.errors import (
@@ -423,9 +424,9 @@ BROKEN_BODY = N_(
 
 async def _notify_owners(db: AsyncSession, connection: ChannelConnection, bot: Bot, problem: WebhookProblem) -> None:
     day = _now().strftime("%Y%m%d")
-    owners: list[User] = await repository.owners(db, connection.tenant_id)
+    owners: list[User] = await accounts_repository.tenant_owners(db, connection.tenant_id)
     for owner in owners:
-        inserted = await repository.add_notification_once(
+        inserted = await accounts_repository.add_notification_once(
             db,
             tenant_id=connection.tenant_id,
             user_id=owner.id,

@@ -27,12 +27,8 @@ from control_plane.models import (
     KnowledgeChunk,
     KnowledgeSource,
     Message,
-    Notification,
-    Role,
     Tenant,
-    TenantMember,
     TokenUsage,
-    User,
 )
 
 # --------------------------------------------------------------------------------------------------------------
@@ -243,37 +239,6 @@ async def due_url_sources(db: AsyncSession, now: datetime) -> list[uuid.UUID]:
         KnowledgeSource.updated_at + interval <= now,
     )
     return list(await db.scalars(statement.order_by(KnowledgeSource.last_synced_at.nulls_first())))
-
-
-async def tenant_owners(db: AsyncSession, tenant_id: uuid.UUID) -> list[User]:
-    statement = (
-        select(User)
-        .join(TenantMember, TenantMember.user_id == User.id)
-        .where(TenantMember.tenant_id == tenant_id, TenantMember.role == Role.owner.value, User.is_active.is_(True))
-        .order_by(TenantMember.created_at)
-    )
-    return list(await db.scalars(statement))
-
-
-async def add_notification_once(
-    db: AsyncSession, *, tenant_id: uuid.UUID, user_id: uuid.UUID, kind: str, dedupe_key: str, payload: dict[str, Any]
-) -> bool:
-    """Insert the notification unless its dedupe key exists; True when this call inserted it (so: send it)."""
-    statement = (
-        insert(Notification)
-        .values(
-            id=uuid.uuid4(),
-            tenant_id=tenant_id,
-            user_id=user_id,
-            kind=kind,
-            dedupe_key=dedupe_key,
-            channel="email",
-            payload=payload,
-        )
-        .on_conflict_do_nothing(index_elements=[Notification.dedupe_key])
-        .returning(Notification.id)
-    )
-    return (await db.scalar(statement)) is not None
 
 
 async def tenant_plan(db: AsyncSession, tenant_id: uuid.UUID) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 from bot_runtime.answering.chunking import Chunk
 from bot_runtime.i18n import N_, gettext, use_locale
+from control_plane.accounts import repository as accounts_repository
 from control_plane.jobs.queue import run_async
 from control_plane.kit.db import get_sessionmaker
 from control_plane.kit.mail import Mail, send_mail
@@ -204,8 +205,8 @@ async def _notify_owners(
 ) -> None:
     settings = get_settings()
     day = datetime.now(UTC).strftime("%Y%m%d")
-    for owner in await repository.tenant_owners(db, source.tenant_id):
-        inserted = await repository.add_notification_once(
+    for owner in await accounts_repository.tenant_owners(db, source.tenant_id):
+        inserted = await accounts_repository.add_notification_once(
             db,
             tenant_id=source.tenant_id,
             user_id=owner.id,
