@@ -11,6 +11,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from admin_console import repository, service
 from admin_console.auth import AdminPagePrincipal, clear_admin_cookie, set_admin_cookie
 from admin_console.schemas import AdminLoginIn
+from billing.plans import PLANS
+from bot_runtime.i18n import N_
 from control_plane.accounts.admin import admin_sign_in
 from control_plane.accounts.auth import check_csrf
 from control_plane.accounts.pages import form_page, read_form, undo, validate_form
@@ -24,6 +26,7 @@ from control_plane.kit.templating import render
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 50
+TENANT_STATUS_LABELS = {"active": N_("Active"), "suspended": N_("Suspended")}
 
 
 @router.get("/{lang}/admin")
@@ -93,6 +96,8 @@ async def tenants_page(request: Request, lang: Lang, admin: AdminPagePrincipal, 
             "query": query,
             "page": page,
             "has_next": page * PAGE_SIZE < total,
+            "plan_names": {code: plan.name for code, plan in PLANS.items()},
+            "status_labels": TENANT_STATUS_LABELS,
         },
     )
 

@@ -60,6 +60,9 @@ async def test_suspend_button_on_the_tenants_page(client: httpx.AsyncClient) -> 
     assert page.status_code == 200
     action = f"/ru/admin/tenants/{owner.tenant_id}/suspend"
     assert action in page.text
+    # Plan and status read in the page's language, not as codes.
+    assert "<td>Пробный период</td>" in page.text
+    assert "<td>Активен</td>" in page.text
     no_csrf = await client.post(action, data={})
     assert no_csrf.status_code == 403
     sent = await client.post(action, data={"csrf_token": await csrf_from(client, "/ru/admin/tenants")})
